@@ -1,0 +1,85 @@
+/* Shared helpers for the jvmalloc C test programs.
+ * Each program runs under LD_PRELOAD=libjvmalloc.so (and, where it says so, under plain
+ * glibc too, to show the behaviour it checks is glibc's). It prints "<name>: ok" and exits 0,
+ * or prints one "FAIL file:line: ..." line per broken expectation and exits 1. A watchdog
+ * (alarm) turns a hang into a failure instead of a stuck suite. */
+#ifndef JVMALLOC_HARNESS_H
+#define JVMALLOC_HARNESS_H
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int failures;
+
+#define CHECK(cond, ...)                                                         \
+    do {                                                                         \
+        if (!(cond)) {                                                           \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);      \
+            fprintf(stderr, __VA_ARGS__);                                        \
+            fputc('\n', stderr);                                                 \
+            failures++;                                                          \
+        }                                                                        \
+    } while (0)
+
+/* SIGALRM's default action ends the process: a hang becomes "killed by signal 14". */
+static inline void watchdog(unsigned seconds) { alarm(seconds); }
+
+static inline int finish(const char *name) {
+    if (failures) {
+        printf("%s: %d failures\n", name, failures);
+        return 1;
+    }
+    printf("%s: ok\n", name);
+    return 0;
+}
+
+typedef int (*mallctl_fn)(const char *, void *, size_t *, void *, size_t);
+
+/* jemalloc's mallctl if the allocator in this process exports one, else NULL. */
+static inline mallctl_fn find_mallctl(void) {
+    return (mallctl_fn)dlsym(RTLD_DEFAULT, "mallctl");
+}
+
+/* Reads a size_t/uint64 statistic (after refreshing jemalloc's epoch). */
+static inline uint64_t stat_u64(const char *name) {
+    mallctl_fn ctl = find_mallctl();
+    if (!ctl) return 0;
+    uint64_t epoch = 1;
+    size_t len = sizeof epoch;
+    ctl("epoch", &epoch, &len, &epoch, len);
+    size_t v = 0;
+    len = sizeof v;
+    if (ctl(name, &v, &len, NULL, 0) != 0) return 0;
+    return v;
+}
+
+/* Whether the test expects to run under jvmalloc (set by the test driver). */
+static inline int expect_jvmalloc(void) {
+    const char *e = getenv("EXPECT_JVMALLOC");
+    return e && *e == '1';
+}
+
+/* Resident set size of this process in bytes. */
+static inline long rss_bytes(void) {
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f) return -1;
+    if (fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = -1;
+    fclose(f);
+    return resident * sysconf(_SC_PAGESIZE);
+}
+
+/* xorshift: cheap per-thread random numbers. */
+static inline uint64_t rnd(uint64_t *s) {
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+#endif

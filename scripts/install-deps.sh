@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what the demo, the test suite and the benchmarks need on a Debian/Ubuntu machine
+# and are missing: a C compiler, a JDK (javac, java, jcmd), python3, git, binutils (nm),
+# util-linux (taskset). Rust (cargo) must already be there (https://rustup.rs).
+set -euo pipefail
+need=()
+command -v gcc >/dev/null || need+=(gcc libc6-dev)
+{ command -v javac && command -v jcmd; } >/dev/null || need+=(default-jdk-headless)
+command -v python3 >/dev/null || need+=(python3)
+command -v git >/dev/null || need+=(git)
+command -v nm >/dev/null || need+=(binutils)
+command -v taskset >/dev/null || need+=(util-linux)
+if ((${#need[@]})); then
+    echo "install-deps: installing ${need[*]}"
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+if ! command -v cargo >/dev/null; then
+    if [ -f "$HOME/.cargo/env" ]; then
+        echo "install-deps: cargo is in ~/.cargo/bin; run: . ~/.cargo/env" >&2
+    else
+        echo "install-deps: cargo not found; install Rust from https://rustup.rs" >&2
+    fi
+    exit 1
+fi

@@ -1,0 +1,332 @@
+//! The `JVMALLOC_*` variables: parsing, defaults, ranges, and the jemalloc options they give.
+//!
+//! Read once, at jvmalloc's initialisation (the first allocation of the process or its
+//! constructor, whichever comes first), without allocating. A value that cannot be used is
+//! never fatal: one line on stderr names the variable, the value, and what is used instead.
+//! `docs/configuration.md` documents every variable listed in [`VARIABLES`].
+
+use crate::diag::Line;
+use crate::{cgroup, env, sysfile};
+use core::fmt::{self, Write};
+
+/// Every variable jvmalloc reads. Any other `JVMALLOC_*` variable gets a warning (a typo
+/// would otherwise go unnoticed).
+pub const VARIABLES: &[&str] = &[
+    "JVMALLOC_ARENAS",
+    "JVMALLOC_DIRTY_DECAY_MS",
+    "JVMALLOC_MUZZY_DECAY_MS",
+    "JVMALLOC_TCACHE_MAX",
+    "JVMALLOC_JEMALLOC_CONF",
+    "JVMALLOC_VERBOSE",
+];
+
+/// Default arenas per CPU the process may use (see `docs/benchmarks.md`, "Arena count").
+pub const ARENAS_PER_CPU: u64 = 1;
+/// Upper bound of the default arena count (an explicit `JVMALLOC_ARENAS` may go higher).
+pub const ARENAS_DEFAULT_CAP: u64 = 8;
+/// Longest `JVMALLOC_JEMALLOC_CONF` accepted (jemalloc's option buffer is 1 KiB in all).
+const RAW_CONF_MAX: usize = 768;
+
+/// Where the arena count came from.
+#[derive(Clone, Copy, Debug)]
+pub enum ArenasFrom {
+    /// `JVMALLOC_ARENAS`.
+    Variable,
+    /// Derived: CPUs in the affinity mask and the cgroup CPU quota (if any).
+    Cpus { affinity: u64, quota: Option<u64> },
+}
+
+/// The effective configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    pub arenas: u64,
+    pub arenas_from: ArenasFrom,
+    pub dirty_decay_ms: i64,
+    pub muzzy_decay_ms: i64,
+    pub tcache_max: u64,
+    /// Raw jemalloc options appended after jvmalloc's own (`JVMALLOC_JEMALLOC_CONF`).
+    pub jemalloc_conf: &'static [u8],
+    pub verbose: bool,
+    /// The cgroup memory limit in bytes, if any.
+    pub memory_limit: Option<u64>,
+}
+
+/// How a numeric variable is read.
+struct Num {
+    name: &'static str,
+    default: i64,
+    min: i64,
+    max: i64,
+    /// Accept `k`, `m`, `g` suffixes (powers of 1024).
+    sizes: bool,
+}
+
+impl Num {
+    /// Reads the variable; warns and falls back as documented when the value is unusable.
+    fn read(&self) -> i64 {
+        self.read_or(self.default)
+    }
+
+    fn read_or(&self, default: i64) -> i64 {
+        let Some(raw) = env::get(self.name) else {
+            return default;
+        };
+        match parse_int(raw, self.sizes) {
+            Some(v) if (self.min..=self.max).contains(&v) => v,
+            Some(v) => {
+                let used = v.clamp(self.min, self.max);
+                warn(self.name, raw, |l| {
+                    write!(
+                        l,
+                        " is out of range ({} to {}); using {used}",
+                        self.min, self.max
+                    )
+                });
+                used
+            }
+            None => {
+                warn(self.name, raw, |l| {
+                    let what = if self.sizes {
+                        "a size"
+                    } else {
+                        "a whole number"
+                    };
+                    write!(
+                        l,
+                        " is not {what} from {} to {}; using {default} (the default)",
+                        self.min, self.max
+                    )
+                });
+                default
+            }
+        }
+    }
+}
+
+/// Writes `jvmalloc: NAME="value"<rest>` on stderr.
+fn warn(name: &str, raw: &[u8], rest: impl FnOnce(&mut Line) -> fmt::Result) {
+    let mut l = Line::new();
+    let _ = l.write_str(name);
+    let _ = l.write_str("=");
+    l.quoted(raw, 64);
+    let _ = rest(&mut l);
+}
+
+/// Parses an optionally signed decimal integer, with an optional `k`/`m`/`g`/`t` suffix
+/// (binary multiples) when `sizes` is set. Surrounding blanks are ignored.
+pub fn parse_int(raw: &[u8], sizes: bool) -> Option<i64> {
+    let s = sysfile::trim(raw);
+    let (neg, s) = match s {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, s),
+    };
+    let (digits, mult) = match s {
+        [rest @ .., c] if sizes && c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_lowercase() {
+                b'k' => 10,
+                b'm' => 20,
+                b'g' => 30,
+                b't' => 40,
+                _ => return None,
+            };
+            (rest, 1u64 << shift)
+        }
+        _ => (s, 1),
+    };
+    let v = sysfile::parse_u64(digits)?.checked_mul(mult)?;
+    let v = i64::try_from(v).ok()?;
+    Some(if neg { -v } else { v })
+}
+
+/// Reads a yes/no variable (`1/0`, `true/false`, `yes/no`, `on/off`, any case).
+fn read_bool(name: &'static str, default: bool) -> bool {
+    let Some(raw) = env::get(name) else {
+        return default;
+    };
+    let t = sysfile::trim(raw);
+    let is = |words: &[&str]| words.iter().any(|w| t.eq_ignore_ascii_case(w.as_bytes()));
+    if is(&["1", "true", "yes", "on"]) {
+        true
+    } else if is(&["0", "false", "no", "off"]) {
+        false
+    } else {
+        let d = if default { 1 } else { 0 };
+        warn(name, raw, |l| {
+            write!(l, " is not 0 or 1; using {d} (the default)")
+        });
+        default
+    }
+}
+
+/// Reads `JVMALLOC_JEMALLOC_CONF`: jemalloc `name:value` pairs separated by commas.
+fn read_raw_conf() -> &'static [u8] {
+    const NAME: &str = "JVMALLOC_JEMALLOC_CONF";
+    let Some(raw) = env::get(NAME) else {
+        return b"";
+    };
+    let key_char = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_';
+    let value_char = |b: &u8| b.is_ascii_alphanumeric() || b"_:.-".contains(b);
+    let pair_ok = |pair: &[u8]| match pair.iter().position(|&b| b == b':') {
+        Some(i) => {
+            i > 0
+                && i + 1 < pair.len()
+                && pair[..i].iter().all(key_char)
+                && pair[i + 1..].iter().all(value_char)
+        }
+        None => false,
+    };
+    let why = if raw.is_empty() {
+        "is empty"
+    } else if raw.len() > RAW_CONF_MAX {
+        "is longer than 768 bytes"
+    } else if !raw.split(|&b| b == b',').all(pair_ok) {
+        "is not a list of jemalloc name:value pairs separated by commas"
+    } else {
+        return raw;
+    };
+    warn(NAME, raw, |l| write!(l, " {why}; ignored"));
+    b""
+}
+
+/// Warns about `JVMALLOC_*` variables that jvmalloc does not know.
+fn check_unknown() {
+    let mut unknown = |entry: &[u8]| {
+        let name = entry.split(|&b| b == b'=').next().unwrap_or(b"");
+        if name.starts_with(b"JVMALLOC_") && !VARIABLES.iter().any(|v| v.as_bytes() == name) {
+            let mut l = Line::new();
+            l.quoted(name, 64);
+            let _ = l.write_str(" is not a jvmalloc variable (see docs/configuration.md); ignored");
+        }
+    };
+    env::for_each(&mut unknown);
+}
+
+/// The default arena count for this process, and what it was derived from.
+fn default_arenas() -> (u64, ArenasFrom) {
+    let affinity = cgroup::affinity_cpus();
+    let quota = cgroup::cpu_quota();
+    let cpus = quota.map_or(affinity, |q| q.min(affinity)).max(1);
+    let n = (cpus * ARENAS_PER_CPU).clamp(1, ARENAS_DEFAULT_CAP);
+    (n, ArenasFrom::Cpus { affinity, quota })
+}
+
+/// Reads every variable. Called once, by `init`.
+pub fn load() -> Config {
+    check_unknown();
+    let (derived, from) = default_arenas();
+    let arenas_num = Num {
+        name: "JVMALLOC_ARENAS",
+        default: derived as i64,
+        min: 1,
+        max: 1024,
+        sizes: false,
+    };
+    let arenas_from = if env::get(arenas_num.name).is_some() {
+        ArenasFrom::Variable
+    } else {
+        from
+    };
+    let decay = |name| Num {
+        name,
+        default: 0,
+        min: -1,
+        max: 86_400_000,
+        sizes: false,
+    };
+    Config {
+        arenas: arenas_num.read() as u64,
+        arenas_from,
+        dirty_decay_ms: decay("JVMALLOC_DIRTY_DECAY_MS").read_or(DIRTY_DECAY_MS_DEFAULT),
+        muzzy_decay_ms: decay("JVMALLOC_MUZZY_DECAY_MS").read_or(MUZZY_DECAY_MS_DEFAULT),
+        tcache_max: Num {
+            name: "JVMALLOC_TCACHE_MAX",
+            default: TCACHE_MAX_DEFAULT,
+            min: 0,
+            max: TCACHE_MAX_LIMIT,
+            sizes: true,
+        }
+        .read() as u64,
+        jemalloc_conf: read_raw_conf(),
+        verbose: read_bool("JVMALLOC_VERBOSE", false),
+        memory_limit: cgroup::memory_limit(),
+    }
+}
+
+/// Default `JVMALLOC_DIRTY_DECAY_MS` (jemalloc's own default).
+pub const DIRTY_DECAY_MS_DEFAULT: i64 = 10_000;
+/// Default `JVMALLOC_MUZZY_DECAY_MS` (jemalloc's own default).
+pub const MUZZY_DECAY_MS_DEFAULT: i64 = 0;
+/// Default `JVMALLOC_TCACHE_MAX` in bytes (jemalloc's own default).
+pub const TCACHE_MAX_DEFAULT: i64 = 32 << 10;
+/// Largest thread-cached size this jemalloc supports (`TCACHE_MAXCLASS_LIMIT`: 32 KiB with
+/// 4 KiB pages); larger values are silently cut by jemalloc, so they are refused here.
+pub const TCACHE_MAX_LIMIT: i64 = 32 << 10;
+
+impl Config {
+    /// The jemalloc option string for this configuration (without NUL).
+    pub fn jemalloc_options<'b>(&self, buf: &'b mut [u8]) -> &'b [u8] {
+        let mut w = Buf { buf, len: 0 };
+        let _ = write!(
+            w,
+            "narenas:{},dirty_decay_ms:{},muzzy_decay_ms:{},tcache_max:{}",
+            self.arenas, self.dirty_decay_ms, self.muzzy_decay_ms, self.tcache_max
+        );
+        if !self.jemalloc_conf.is_empty() {
+            let _ = w.write_str(",");
+            w.push(self.jemalloc_conf);
+        }
+        let Buf { buf, len } = w;
+        &buf[..len]
+    }
+
+    /// Prints the effective configuration on stderr, one line.
+    pub fn print(&self) {
+        let mut opts = [0u8; 1024];
+        let opts = self.jemalloc_options(&mut opts);
+        let mut l = Line::new();
+        let _ = write!(l, "arenas={} (", self.arenas);
+        let _ = match self.arenas_from {
+            ArenasFrom::Variable => l.write_str("JVMALLOC_ARENAS"),
+            ArenasFrom::Cpus { affinity, quota } => {
+                let _ = write!(l, "{affinity} CPUs in affinity mask, cgroup CPU quota ");
+                match quota {
+                    Some(q) => write!(l, "{q}"),
+                    None => l.write_str("none"),
+                }
+            }
+        };
+        let _ = write!(
+            l,
+            ") dirty_decay_ms={} muzzy_decay_ms={} tcache_max={} memory_limit=",
+            self.dirty_decay_ms, self.muzzy_decay_ms, self.tcache_max
+        );
+        let _ = match self.memory_limit {
+            Some(m) => write!(l, "{m}"),
+            None => l.write_str("none"),
+        };
+        let _ = l.write_str("; jemalloc options ");
+        l.quoted(opts, 1024);
+    }
+}
+
+/// A `fmt::Write` into a byte slice that silently stops when full.
+struct Buf<'b> {
+    buf: &'b mut [u8],
+    len: usize,
+}
+
+impl Buf<'_> {
+    fn push(&mut self, s: &[u8]) {
+        let n = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s[..n]);
+        self.len += n;
+    }
+}
+
+impl Write for Buf<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.push(s.as_bytes());
+        Ok(())
+    }
+}

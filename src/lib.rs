@@ -1,0 +1,34 @@
+//! jvmalloc: jemalloc as an `LD_PRELOAD` replacement for glibc's malloc, for JVM services.
+//!
+//! How the modules fit:
+//! - [`exports`] is the C allocation API (`malloc`, `free`, ... and glibc's `__libc_*`
+//!   names) that replaces glibc's; every entry point calls [`init::ensure`] and forwards to
+//!   jemalloc, keeping glibc's contracts (errno, overflow, alignment, `realloc(p, 0)`).
+//! - [`mgmt`] answers glibc's management calls (`malloc_trim`, `mallinfo2`, `malloc_info`,
+//!   `malloc_stats`, `mallopt`) from jemalloc's figures; [`introspect`] exports jemalloc's
+//!   `mallctl` family unprefixed.
+//! - [`init`] runs once, at the first allocation or at load, whichever comes first: it reads
+//!   [`config`] (the `JVMALLOC_*` variables, through [`env`]) and hands jemalloc its options
+//!   through [`jemalloc`], which also wraps `mallctl` for the rest of the crate.
+//! - [`cgroup`] finds the CPUs and memory the process may use; [`sysfile`] and [`diag`] read
+//!   files and write stderr lines with stack buffers only.
+//!
+//! Rules for everything reachable from an exported allocation function: no allocation
+//! through ourselves, no lock, no panic, no stdio, no `std::env`, no Rust thread-locals.
+//! The crate's own Rust allocations go straight to jemalloc (`#[global_allocator]`).
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+mod cgroup;
+mod config;
+mod diag;
+mod env;
+mod exports;
+mod init;
+mod introspect;
+mod jemalloc;
+mod mgmt;
+mod sysfile;
+
+#[global_allocator]
+static RUST_HEAP: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

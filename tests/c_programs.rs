@@ -1,0 +1,93 @@
+//! The C harness in `c-tests/`, each program run under `LD_PRELOAD=libjvmalloc.so`.
+mod common;
+use common::*;
+
+fn api_program() -> std::path::PathBuf {
+    let early = compile("early", &["-shared", "-fPIC"]);
+    let dir = early.parent().unwrap().to_str().unwrap().to_string();
+    compile(
+        "api",
+        &[&format!("-L{dir}"), "-learly", &format!("-Wl,-rpath,{dir}")],
+    )
+}
+
+#[test]
+fn api_conformance_under_jvmalloc() {
+    let api = api_program();
+    let xml = work_dir().join("malloc_info-jvmalloc.xml");
+    let out = run(&api).arg(&xml).env("JVMALLOC_ARENAS", "3").output();
+    out.assert_ok();
+    assert!(out.stdout.contains("jemalloc 5.3.1"), "{}", out.stdout);
+    assert!(out.stdout.contains("api: ok"));
+    // malloc_stats: a short summary on stderr.
+    assert!(out
+        .stderr
+        .contains("jvmalloc: malloc_stats: jemalloc 5.3.1"));
+    assert!(out.stderr.contains("allocated"));
+    // malloc_info: valid XML with one <heap> per arena and the totals.
+    let check = run("python3")
+        .glibc()
+        .arg("-c")
+        .arg(
+            "import sys, xml.etree.ElementTree as E\n\
+             r = E.parse(sys.argv[1]).getroot()\n\
+             assert r.tag == 'malloc', r.tag\n\
+             assert len(r.findall('heap')) >= 3\n\
+             t = {e.get('type'): int(e.get('size')) for e in r.findall('total')}\n\
+             assert t['resident'] >= t['allocated'] > 0, t\n\
+             print('xml ok')",
+        )
+        .arg(&xml)
+        .output();
+    check.assert_ok();
+}
+
+/// The same checks pass under glibc's own malloc: they encode glibc's behaviour.
+#[test]
+fn api_conformance_matches_glibc() {
+    let api = api_program();
+    run(&api).glibc().arg("/dev/null").output().assert_ok();
+}
+
+/// Default arena count comes from the CPUs the process may use.
+#[test]
+fn default_arenas_follow_affinity() {
+    let api = api_program();
+    let out = run("taskset")
+        .args(["-c", "0"])
+        .arg(&api)
+        .arg("/dev/null")
+        .env("JVMALLOC_VERBOSE", "1")
+        .output();
+    out.assert_ok();
+    assert!(
+        out.stderr.contains("arenas=1 (1 CPUs in affinity mask"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.contains(", 1 arenas"), "{}", out.stdout);
+}
+
+#[test]
+fn stress_cross_thread_frees() {
+    let p = compile("stress", &[]);
+    let out = run(&p).args(["16", "20000"]).timeout(300).output();
+    out.assert_ok();
+    assert!(out.stdout.contains("stress: ok"));
+}
+
+#[test]
+fn fork_under_load() {
+    let p = compile("fork", &[]);
+    let out = run(&p).arg("300").timeout(300).output();
+    out.assert_ok();
+    assert!(out.stdout.contains("fork: ok"));
+}
+
+#[test]
+fn thread_churn() {
+    let p = compile("churn", &[]);
+    let out = run(&p).arg("10000").timeout(300).output();
+    out.assert_ok();
+    assert!(out.stdout.contains("churn: ok"));
+}

@@ -1,0 +1,256 @@
+//! Shared by the integration tests: builds the release library once, compiles the programs
+//! in `c-tests/` with the system C compiler, and runs programs with `LD_PRELOAD` of the
+//! fresh `libjvmalloc.so` under a timeout, so a hang fails the test instead of the suite.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `target/` (next to `target/<profile>/deps/<test binary>`).
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.ancestors().nth(3).unwrap().to_path_buf()
+}
+
+/// Scratch directory for compiled test programs and outputs.
+pub fn work_dir() -> PathBuf {
+    let d = target_dir().join("c-tests");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The release `libjvmalloc.so`, built (or brought up to date) once per test binary.
+pub fn lib() -> &'static Path {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let st = Command::new(env!("CARGO"))
+            .args(["build", "--release", "--lib", "--target-dir"])
+            .arg(target_dir())
+            .current_dir(root())
+            .status()
+            .expect("run cargo build");
+        assert!(st.success(), "cargo build --release failed");
+        let so = target_dir().join("release/libjvmalloc.so");
+        assert!(so.exists(), "{} missing", so.display());
+        so
+    })
+}
+
+/// Compiles `c-tests/<name>.c` (plus extra gcc arguments) into the work dir, once.
+pub fn compile(name: &str, extra: &[&str]) -> PathBuf {
+    static DONE: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    let mut done = DONE.get_or_init(Default::default).lock().unwrap();
+    if let Some(p) = done.get(name) {
+        return p.clone();
+    }
+    let src = root().join("c-tests").join(format!("{name}.c"));
+    let shared = extra.contains(&"-shared");
+    let out = work_dir().join(if shared {
+        format!("lib{name}.so")
+    } else {
+        name.to_string()
+    });
+    let output = Command::new("gcc")
+        .args(["-O1", "-g", "-Wall", "-fno-builtin", "-pthread"])
+        .args(["-Wno-alloc-size-larger-than", "-Wno-use-after-free"])
+        .args(["-Wno-deprecated-declarations"])
+        .arg("-I")
+        .arg(root().join("c-tests"))
+        .arg("-o")
+        .arg(&out)
+        .arg(&src)
+        .args(extra)
+        .arg("-ldl")
+        .output()
+        .expect("run gcc");
+    assert!(
+        output.status.success(),
+        "gcc {name}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    done.insert(name.to_string(), out.clone());
+    out
+}
+
+/// A finished program: exit code (None when killed by a signal), stdout and stderr.
+#[derive(Debug)]
+pub struct Output {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// Asserts exit status 0, printing everything the program said otherwise.
+    pub fn assert_ok(&self) -> &Self {
+        assert!(
+            self.code == Some(0),
+            "exit {:?} signal {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code,
+            self.signal,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// The stderr lines written by jvmalloc itself.
+    pub fn jvmalloc_lines(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with("jvmalloc: "))
+            .collect()
+    }
+}
+
+/// Builder for running a program, with `LD_PRELOAD` of the library unless `glibc()`.
+pub struct Run {
+    cmd: Command,
+    timeout: Duration,
+    preload: bool,
+    stdin: Option<Vec<u8>>,
+}
+
+pub fn run(program: impl AsRef<std::ffi::OsStr>) -> Run {
+    let mut cmd = Command::new(program);
+    // Tests set the variables they mean; none leak in from the caller.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("JVMALLOC_") || k == "LD_PRELOAD" || k.starts_with("_RJEM_") {
+            cmd.env_remove(k);
+        }
+    }
+    Run {
+        cmd,
+        timeout: Duration::from_secs(120),
+        preload: true,
+        stdin: None,
+    }
+}
+
+impl Run {
+    pub fn arg(mut self, a: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.cmd.arg(a);
+        self
+    }
+    pub fn args<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(mut self, a: I) -> Self {
+        self.cmd.args(a);
+        self
+    }
+    pub fn env(mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.cmd.env(k, v);
+        self
+    }
+    pub fn dir(mut self, d: impl AsRef<Path>) -> Self {
+        self.cmd.current_dir(d);
+        self
+    }
+    pub fn timeout(mut self, secs: u64) -> Self {
+        self.timeout = Duration::from_secs(secs);
+        self
+    }
+    pub fn stdin(mut self, data: &[u8]) -> Self {
+        self.stdin = Some(data.to_vec());
+        self
+    }
+    /// Run under plain glibc malloc (no preload).
+    pub fn glibc(mut self) -> Self {
+        self.preload = false;
+        self
+    }
+
+    /// Starts the program and returns the child (stdin/stdout piped, own process group).
+    pub fn spawn(mut self) -> std::process::Child {
+        if self.preload {
+            self.cmd
+                .env("LD_PRELOAD", lib())
+                .env("EXPECT_JVMALLOC", "1");
+        }
+        self.cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("spawn")
+    }
+
+    /// Runs to completion; kills the whole process group and panics on timeout.
+    pub fn output(self) -> Output {
+        let timeout = self.timeout;
+        let stdin = self.stdin.clone();
+        let mut child = self.spawn();
+        if let (Some(data), Some(mut w)) = (stdin, child.stdin.take()) {
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let _ = w.write_all(&data);
+            });
+        } else {
+            drop(child.stdin.take());
+        }
+        wait_with_timeout(child, timeout)
+    }
+}
+
+/// Collects a child's output, killing its process group if it outlives `timeout`.
+pub fn wait_with_timeout(mut child: std::process::Child, timeout: Duration) -> Output {
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let t1 = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = so.read_to_end(&mut s);
+        s
+    });
+    let t2 = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = se.read_to_end(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > timeout {
+            kill_group(child.id());
+            let _ = child.wait();
+            let out = String::from_utf8_lossy(&t1.join().unwrap()).into_owned();
+            let err = String::from_utf8_lossy(&t2.join().unwrap()).into_owned();
+            panic!("timed out after {timeout:?}\n--- stdout\n{out}\n--- stderr\n{err}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Leftover background children (none expected) must not keep the pipes open forever.
+    kill_group(child.id());
+    use std::os::unix::process::ExitStatusExt;
+    Output {
+        code: status.code(),
+        signal: status.signal(),
+        stdout: String::from_utf8_lossy(&t1.join().unwrap()).into_owned(),
+        stderr: String::from_utf8_lossy(&t2.join().unwrap()).into_owned(),
+    }
+}
+
+pub fn kill_group(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pid}")])
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// A fresh empty directory under the work dir.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let d = work_dir().join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}

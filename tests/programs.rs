@@ -1,0 +1,130 @@
+//! Real programs under the shim: the JVM (with a native-memory churn program and
+//! `jcmd System.trim_native_heap`), python3, git and shell pipelines.
+mod common;
+use common::*;
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// Compiles `c-tests/jvm/*.java` once into the work dir; returns the class directory.
+pub fn java_classes() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = work_dir().join("jvm-classes");
+        std::fs::create_dir_all(&out).unwrap();
+        let srcs: Vec<_> = std::fs::read_dir(root().join("c-tests/jvm"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "java"))
+            .collect();
+        let o = run("javac")
+            .glibc()
+            .arg("-d")
+            .arg(&out)
+            .args(&srcs)
+            .timeout(300)
+            .output();
+        o.assert_ok();
+        out
+    })
+    .clone()
+}
+
+#[test]
+fn java_version() {
+    let out = run("java").arg("-version").output();
+    out.assert_ok();
+    assert!(out.stderr.contains("OpenJDK"), "{}", out.stderr);
+}
+
+#[test]
+fn java_native_churn_32_threads() {
+    let out = run("java")
+        .arg("-cp")
+        .arg(java_classes())
+        .args(["NativeChurn", "32", "150"])
+        .timeout(600)
+        .output();
+    out.assert_ok();
+    assert!(out.stdout.contains("NativeChurn: ok"), "{}", out.stdout);
+}
+
+#[test]
+fn jcmd_trim_native_heap() {
+    let mut child = run("java")
+        .arg("-cp")
+        .arg(java_classes())
+        .args(["NativeChurn", "8", "50", "--wait"])
+        .spawn();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let pid = loop {
+        let line = lines.next().expect("java ended before ready").unwrap();
+        if let Some(p) = line.strip_prefix("ready ") {
+            break p.trim().to_string();
+        }
+    };
+    let jcmd = run("jcmd")
+        .glibc()
+        .args([&pid, "System.trim_native_heap"])
+        .timeout(120)
+        .output();
+    writeln!(stdin).unwrap();
+    drop(stdin);
+    let status = child.wait().unwrap();
+    jcmd.assert_ok();
+    // HotSpot calls our malloc_trim and prints the RSS change it measured.
+    assert!(jcmd.stdout.contains("Trim native heap"), "{}", jcmd.stdout);
+    assert!(jcmd.stdout.contains("RSS+Swap"), "{}", jcmd.stdout);
+    assert!(!jcmd.stdout.to_lowercase().contains("not supported"));
+    assert!(status.success(), "java exited {status:?}");
+}
+
+#[test]
+fn python_threads() {
+    let out = run("python3")
+        .arg(root().join("c-tests/threads_dicts.py"))
+        .timeout(300)
+        .output();
+    out.assert_ok();
+    assert!(out.stdout.contains("python: ok"));
+}
+
+#[test]
+fn git_init_add_commit() {
+    let dir = temp_dir("git");
+    let git = |args: &[&str]| {
+        run("git")
+            .args(args)
+            .dir(&dir)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+            .env("HOME", &dir)
+            .output()
+    };
+    git(&["init", "-q"]).assert_ok();
+    for i in 0..50 {
+        std::fs::write(dir.join(format!("f{i}.txt")), format!("{i}\n").repeat(1000)).unwrap();
+    }
+    git(&["add", "."]).assert_ok();
+    git(&["commit", "-q", "-m", "under jvmalloc"]).assert_ok();
+    let log = git(&["log", "--oneline", "--stat"]);
+    log.assert_ok();
+    assert!(log.stdout.contains("under jvmalloc"), "{}", log.stdout);
+    assert!(log.stdout.contains("50 files changed"), "{}", log.stdout);
+    let fsck = git(&["fsck", "--strict"]);
+    fsck.assert_ok();
+}
+
+#[test]
+fn shell_pipeline() {
+    let out = run("sh")
+        .arg("-c")
+        .arg("seq 1 200000 | sort -rn | head -3 | tr '\\n' ' '; echo; seq 1 50000 | awk '{s+=$1} END {print s}'")
+        .output();
+    out.assert_ok();
+    assert_eq!(out.stdout, "200000 199999 199998 \n1250025000\n");
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+}
