@@ -74,6 +74,12 @@ static inline long rss_bytes(void) {
     return resident * sysconf(_SC_PAGESIZE);
 }
 
+/* Asks jvmalloc for a statistics dump now (0 when written where configured). */
+static inline int dump_stats(void) {
+    int (*f)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "jvmalloc_dump_stats");
+    return f ? f() : -2;
+}
+
 /* xorshift: cheap per-thread random numbers. */
 static inline uint64_t rnd(uint64_t *s) {
     uint64_t x = *s;

@@ -6,6 +6,7 @@
 //! `docs/configuration.md` documents every variable listed in [`VARIABLES`].
 
 use crate::diag::Line;
+use crate::names::{self, Signal};
 use crate::{cgroup, env, sysfile};
 use core::fmt::{self, Write};
 
@@ -18,6 +19,13 @@ pub const VARIABLES: &[&str] = &[
     "JVMALLOC_TCACHE_MAX",
     "JVMALLOC_JEMALLOC_CONF",
     "JVMALLOC_VERBOSE",
+    "JVMALLOC_STATS_SIGNAL",
+    "JVMALLOC_STATS_INTERVAL_S",
+    "JVMALLOC_STATS_AT_EXIT",
+    "JVMALLOC_STATS_FILE",
+    "JVMALLOC_STATS_FORMAT",
+    "JVMALLOC_STATS_TOP",
+    "JVMALLOC_STATS_THREADS",
 ];
 
 /// Default arenas per CPU the process may use (see `docs/benchmarks.md`, "Arena count").
@@ -49,6 +57,31 @@ pub struct Config {
     pub verbose: bool,
     /// The cgroup memory limit in bytes, if any.
     pub memory_limit: Option<u64>,
+    pub stats: StatsConfig,
+}
+
+/// Format of statistics dumps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// When and where statistics dumps are written (`JVMALLOC_STATS_*`).
+#[derive(Clone, Copy, Debug)]
+pub struct StatsConfig {
+    /// Signal that triggers a dump; `None` when `off`.
+    pub signal: Option<i32>,
+    /// Seconds between periodic dumps; 0 = none.
+    pub interval_s: u64,
+    pub at_exit: bool,
+    /// Path template (`%p` pid, `%n` sequence number, `%t` unix time); `None` = stderr.
+    pub file: Option<&'static [u8]>,
+    pub format: Format,
+    /// Rows shown per table in text dumps before the rest is summed.
+    pub top: usize,
+    /// Slots in the thread registry.
+    pub threads: usize,
 }
 
 /// How a numeric variable is read.
@@ -189,6 +222,75 @@ fn read_raw_conf() -> &'static [u8] {
     b""
 }
 
+/// Reads `JVMALLOC_STATS_SIGNAL` (see [`names::parse_signal`]). Other signals would
+/// collide with what the JVM or the C library use (HUP/INT/TERM shut the JVM down, QUIT
+/// makes thread dumps, SEGV/BUS/... are the JVM's own), so they are refused.
+fn read_signal() -> Option<i32> {
+    const NAME: &str = "JVMALLOC_STATS_SIGNAL";
+    let Some(raw) = env::get(NAME) else {
+        return Some(libc::SIGUSR1);
+    };
+    match names::parse_signal(raw) {
+        Signal::Off => None,
+        Signal::Number(s) if s == libc::SIGUSR2 => {
+            warn(NAME, raw, |l| {
+                l.write_str(
+                    " is the signal HotSpot uses to suspend threads (and JFR); in a JVM, \
+                     dumps may not come and thread suspension may break; using it as asked",
+                )
+            });
+            Some(s)
+        }
+        Signal::Number(s) => Some(s),
+        Signal::Invalid => {
+            warn(NAME, raw, |l| {
+                write!(
+                    l,
+                    " is not USR1, USR2, RTMIN+0 to RTMIN+{}, a number of one, or off; using USR1 (the default)",
+                    libc::SIGRTMAX() - libc::SIGRTMIN()
+                )
+            });
+            Some(libc::SIGUSR1)
+        }
+    }
+}
+
+/// Reads `JVMALLOC_STATS_FILE`: a path template; `%p`, `%n`, `%t`, `%%` are expanded.
+fn read_stats_file() -> Option<&'static [u8]> {
+    const NAME: &str = "JVMALLOC_STATS_FILE";
+    let raw = env::get(NAME)?;
+    let why = if raw.is_empty() {
+        "is empty"
+    } else if raw.len() > 400 {
+        "is longer than 400 bytes"
+    } else if !names::template_ok(raw) {
+        "has a % not followed by p, n, t or %"
+    } else {
+        return Some(raw);
+    };
+    warn(NAME, raw, |l| write!(l, " {why}; using stderr"));
+    None
+}
+
+/// Reads `JVMALLOC_STATS_FORMAT`: `text` or `json`.
+fn read_format() -> Format {
+    const NAME: &str = "JVMALLOC_STATS_FORMAT";
+    let Some(raw) = env::get(NAME) else {
+        return Format::Text;
+    };
+    let t = sysfile::trim(raw);
+    if t.eq_ignore_ascii_case(b"text") {
+        Format::Text
+    } else if t.eq_ignore_ascii_case(b"json") {
+        Format::Json
+    } else {
+        warn(NAME, raw, |l| {
+            l.write_str(" is not text or json; using text (the default)")
+        });
+        Format::Text
+    }
+}
+
 /// Warns about `JVMALLOC_*` variables that jvmalloc does not know.
 fn check_unknown() {
     let mut unknown = |entry: &[u8]| {
@@ -250,6 +352,36 @@ pub fn load() -> Config {
         jemalloc_conf: read_raw_conf(),
         verbose: read_bool("JVMALLOC_VERBOSE", false),
         memory_limit: cgroup::memory_limit(),
+        stats: StatsConfig {
+            signal: read_signal(),
+            interval_s: Num {
+                name: "JVMALLOC_STATS_INTERVAL_S",
+                default: 0,
+                min: 0,
+                max: 86_400,
+                sizes: false,
+            }
+            .read() as u64,
+            at_exit: read_bool("JVMALLOC_STATS_AT_EXIT", false),
+            file: read_stats_file(),
+            format: read_format(),
+            top: Num {
+                name: "JVMALLOC_STATS_TOP",
+                default: 30,
+                min: 1,
+                max: 100_000,
+                sizes: false,
+            }
+            .read() as usize,
+            threads: Num {
+                name: "JVMALLOC_STATS_THREADS",
+                default: 4096,
+                min: 16,
+                max: 1 << 20,
+                sizes: false,
+            }
+            .read() as usize,
+        },
     }
 }
 

@@ -63,9 +63,12 @@ pub fn config() -> &'static Config {
     unsafe { (*CONFIG.0.get()).assume_init_ref() }
 }
 
-/// Runs when the library is loaded (unless an earlier allocation already initialised it).
+/// Runs when the library is loaded: configuration (unless an earlier allocation already
+/// read it), then the thread registry (registering this, the main thread) and the reporter.
 extern "C" fn on_load() {
-    ensure();
+    let cfg = config();
+    crate::threads::init(cfg.stats.threads);
+    crate::reporter::start(cfg);
 }
 
 #[used]

@@ -10,6 +10,11 @@
 //! - [`init`] runs once, at the first allocation or at load, whichever comes first: it reads
 //!   [`config`] (the `JVMALLOC_*` variables, through [`env`]) and hands jemalloc its options
 //!   through [`jemalloc`], which also wraps `mallctl` for the rest of the crate.
+//! - Statistics: [`threads`] interposes `pthread_create` so every thread registers its
+//!   jemalloc byte counters once, at start (nothing is added to the allocation path);
+//!   [`stats`] takes a snapshot (process memory, threads, size classes, arenas),
+//!   [`report`] renders it as text or JSON, and [`reporter`] owns the signal handler and the
+//!   `jvmalloc` thread that writes dumps.
 //! - [`cgroup`] finds the CPUs and memory the process may use; [`sysfile`] and [`diag`] read
 //!   files and write stderr lines with stack buffers only.
 //!
@@ -28,7 +33,12 @@ mod init;
 mod introspect;
 mod jemalloc;
 mod mgmt;
+mod names;
+mod report;
+mod reporter;
+mod stats;
 mod sysfile;
+mod threads;
 
 #[global_allocator]
 static RUST_HEAP: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

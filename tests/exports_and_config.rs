@@ -3,6 +3,8 @@ mod common;
 use common::*;
 
 /// Exactly these dynamic symbols are defined by the library: no `_rjem_*`, no Rust ones.
+/// (`pthread_create` is interposed to register threads for the statistics;
+/// `jvmalloc_dump_stats` writes a dump on demand.)
 const ALLOWED: &[&str] = &[
     "__libc_calloc",
     "__libc_free",
@@ -18,6 +20,7 @@ const ALLOWED: &[&str] = &[
     "free",
     "free_aligned_sized",
     "free_sized",
+    "jvmalloc_dump_stats",
     "mallctl",
     "mallctlbymib",
     "mallctlnametomib",
@@ -32,6 +35,7 @@ const ALLOWED: &[&str] = &[
     "mallopt",
     "memalign",
     "posix_memalign",
+    "pthread_create",
     "pvalloc",
     "realloc",
     "reallocarray",

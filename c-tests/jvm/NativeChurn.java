@@ -15,8 +15,10 @@ import java.util.zip.Inflater;
  *
  * <p>Usage: {@code java NativeChurn [threads] [rounds] [--wait]}. Prints
  * {@code NativeChurn: ok ...} and the process's VmRSS/VmHWM, and exits 0 when every check
- * held. With {@code --wait} it then prints {@code ready <pid>} and waits for a line on stdin
- * before exiting (so that a test can run jcmd or send signals against it).
+ * held. With {@code --wait} it then keeps 96 MiB of Java heap touched and a thread named
+ * {@code keeper-thread} (holding a 4 MiB direct buffer) alive, prints {@code ready <pid>}
+ * and waits for a line on stdin before exiting (so that a test can run jcmd or send
+ * signals against it).
  */
 public class NativeChurn {
     static final AtomicLong ops = new AtomicLong();
@@ -130,9 +132,40 @@ public class NativeChurn {
                 + " failures=" + failures.get());
         System.out.println("VmRSS " + status("VmRSS") + " VmHWM " + status("VmHWM"));
         if (wait) {
+            byte[][] heap = new byte[96][];
+            for (int i = 0; i < heap.length; i++) {
+                heap[i] = new byte[1 << 20];
+                java.util.Arrays.fill(heap[i], (byte) i);
+            }
+            java.util.concurrent.CountDownLatch release = new java.util.concurrent.CountDownLatch(1);
+            java.util.concurrent.CountDownLatch holding = new java.util.concurrent.CountDownLatch(1);
+            Thread keeper = new Thread(() -> {
+                ByteBuffer b = ByteBuffer.allocateDirect(4 << 20);
+                b.put(0, (byte) 1);
+                holding.countDown();
+                try {
+                    release.await();
+                } catch (InterruptedException e) {
+                    failures.incrementAndGet();
+                }
+                if (b.get(0) != 1) {
+                    failures.incrementAndGet();
+                }
+            }, "keeper-thread");
+            keeper.start();
+            holding.await();
             System.out.println("ready " + ProcessHandle.current().pid());
             System.out.flush();
             System.in.read();
+            release.countDown();
+            keeper.join();
+            long sum = 0;
+            for (byte[] h : heap) {
+                sum += h[h.length - 1];
+            }
+            if (sum != 95 * 96 / 2) {
+                failures.incrementAndGet();
+            }
         }
         System.exit(failures.get() == 0 && ops.get() == expected ? 0 : 1);
     }

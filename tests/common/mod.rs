@@ -184,6 +184,23 @@ impl Run {
             .expect("spawn")
     }
 
+    /// Starts the program with stderr going to a file (as a JVM's does to
+    /// `taskmanager.out`).
+    pub fn spawn_with_stderr(mut self, path: &Path) -> std::process::Child {
+        if self.preload {
+            self.cmd
+                .env("LD_PRELOAD", lib())
+                .env("EXPECT_JVMALLOC", "1");
+        }
+        self.cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(path).unwrap())
+            .process_group(0)
+            .spawn()
+            .expect("spawn")
+    }
+
     /// Runs to completion; kills the whole process group and panics on timeout.
     pub fn output(self) -> Output {
         let timeout = self.timeout;

@@ -1,0 +1,196 @@
+//! `jvmalloc diff <old.json> <new.json>`: what grew between two dumps.
+//!
+//! Threads are pooled by name with every run of digits replaced by `N` (all
+//! `Kafka Fetcher N` or `pool-N-thread-N` threads form one row), exited threads are one
+//! row, and the rows are ranked by growth of net bytes; size classes are ranked by growth
+//! of live bytes. A leak such as a per-checkpoint map that never shrinks shows up as the
+//! thread pool that allocates it and the size class it fills.
+
+use crate::json::Value;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// Thread name with digit runs replaced by `N`.
+pub fn pool_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut in_digits = false;
+    for c in name.chars() {
+        if c.is_ascii_digit() {
+            if !in_digits {
+                out.push('N');
+            }
+            in_digits = true;
+        } else {
+            out.push(c);
+            in_digits = false;
+        }
+    }
+    out
+}
+
+#[derive(Default, Clone, Copy)]
+struct Pool {
+    threads: i64,
+    net: i64,
+}
+
+fn pools(d: &Value) -> BTreeMap<String, Pool> {
+    let mut m: BTreeMap<String, Pool> = BTreeMap::new();
+    for t in d.get("threads").arr() {
+        let p = m.entry(pool_name(t.get("name").str())).or_default();
+        p.threads += 1;
+        p.net += t.get("net").int();
+    }
+    let ex = d.get("exited");
+    m.insert(
+        "[exited threads]".into(),
+        Pool {
+            threads: ex.get("threads").int(),
+            net: ex.get("net").int(),
+        },
+    );
+    let un = d.get("unregistered");
+    m.insert(
+        "[unregistered]".into(),
+        Pool {
+            threads: un.get("threads").int(),
+            net: un.get("net").int(),
+        },
+    );
+    m
+}
+
+fn classes(d: &Value) -> BTreeMap<(String, i64), (i64, i64)> {
+    d.get("size_classes")
+        .arr()
+        .iter()
+        .map(|c| {
+            (
+                (c.get("kind").str().to_string(), c.get("size").int()),
+                (c.get("live_bytes").int(), c.get("live_regions").int()),
+            )
+        })
+        .collect()
+}
+
+fn mib(v: i64) -> f64 {
+    v as f64 / 1048576.0
+}
+
+pub fn run(old: &Value, new: &Value, top: usize) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "jvmalloc diff: pid {} ({}), dump #{} at {} -> #{} at {}, {:.1} s apart",
+        new.get("pid").int(),
+        new.get("process").str(),
+        old.get("seq").int(),
+        old.get("time").str(),
+        new.get("seq").int(),
+        new.get("time").str(),
+        new.get("uptime_s").num() - old.get("uptime_s").num()
+    );
+    let _ = writeln!(
+        o,
+        "memory                        old bytes       new bytes          growth  growth MiB"
+    );
+    for k in [
+        "rss",
+        "allocated",
+        "resident",
+        "overhead",
+        "rss_not_malloc",
+        "dirty",
+        "retained",
+    ] {
+        let (a, b) = (
+            old.get("memory").get(k).int(),
+            new.get("memory").get(k).int(),
+        );
+        let _ = writeln!(
+            o,
+            "  {k:<20} {a:>15} {b:>15} {:>+15} {:>+11.1}",
+            b - a,
+            mib(b - a)
+        );
+    }
+
+    let (po, pn) = (pools(old), pools(new));
+    let mut rows: Vec<(String, Pool, Pool)> = pn
+        .iter()
+        .map(|(k, n)| (k.clone(), po.get(k).copied().unwrap_or_default(), *n))
+        .chain(
+            po.iter()
+                .filter(|(k, _)| !pn.contains_key(*k))
+                .map(|(k, p)| (k.clone(), *p, Pool::default())),
+        )
+        .collect();
+    rows.sort_by(|a, b| {
+        (b.2.net - b.1.net)
+            .cmp(&(a.2.net - a.1.net))
+            .then(a.0.cmp(&b.0))
+    });
+    let _ = writeln!(
+        o,
+        "threads by name (digits pooled as N), by growth of net bytes"
+    );
+    let _ = writeln!(
+        o,
+        "  {:<28} {:>7} {:>15} {:>15} {:>15} {:>11}",
+        "name", "threads", "old net", "new net", "growth", "growth MiB"
+    );
+    for (name, a, b) in rows.iter().take(top) {
+        let _ = writeln!(
+            o,
+            "  {name:<28} {:>7} {:>15} {:>15} {:>+15} {:>+11.1}",
+            b.threads,
+            a.net,
+            b.net,
+            b.net - a.net,
+            mib(b.net - a.net)
+        );
+    }
+    if rows.len() > top {
+        let g: i64 = rows[top..].iter().map(|(_, a, b)| b.net - a.net).sum();
+        let _ = writeln!(
+            o,
+            "  {:<28} {:>7} {:>15} {:>15} {g:>+15} {:>+11.1}",
+            format!("[{} more]", rows.len() - top),
+            "",
+            "",
+            "",
+            mib(g)
+        );
+    }
+
+    let (co, cn) = (classes(old), classes(new));
+    let mut keys: Vec<&(String, i64)> = cn
+        .keys()
+        .chain(co.keys().filter(|k| !cn.contains_key(*k)))
+        .collect();
+    let growth = |k: &(String, i64)| {
+        let (a, b) = (
+            co.get(k).copied().unwrap_or_default(),
+            cn.get(k).copied().unwrap_or_default(),
+        );
+        (b.0 - a.0, b.1 - a.1, a.0, b.0)
+    };
+    keys.sort_by(|a, b| growth(b).0.cmp(&growth(a).0).then(a.1.cmp(&b.1)));
+    let _ = writeln!(o, "size classes by growth of live bytes");
+    let _ = writeln!(
+        o,
+        "  {:>10} {:<5} {:>15} {:>15} {:>15} {:>11} {:>10}",
+        "size", "kind", "old live", "new live", "growth", "growth MiB", "regions"
+    );
+    for k in keys.iter().take(top) {
+        let (g, gr, a, b) = growth(k);
+        let _ = writeln!(
+            o,
+            "  {:>10} {:<5} {a:>15} {b:>15} {g:>+15} {:>+11.1} {gr:>+10}",
+            k.1,
+            k.0,
+            mib(g)
+        );
+    }
+    o
+}

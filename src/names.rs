@@ -1,0 +1,108 @@
+//! Signal names and dump file names, shared by the library and the `jvmalloc` command
+//! (which includes this file), so that both read `JVMALLOC_STATS_SIGNAL` and
+//! `JVMALLOC_STATS_FILE` the same way. Signal parsing does not allocate.
+
+/// What a `JVMALLOC_STATS_SIGNAL` value means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    Off,
+    /// A usable signal: USR1, USR2 or a real-time one.
+    Number(i32),
+    /// Not a value jvmalloc accepts.
+    Invalid,
+}
+
+/// Parses `USR1`, `SIGUSR1`, `USR2`, `RTMIN`, `RTMIN+N`, a number naming one of those, or
+/// `off` (any case, blanks ignored).
+pub fn parse_signal(raw: &[u8]) -> Signal {
+    let mut t = raw;
+    while let [b, rest @ ..] = t {
+        if !b.is_ascii_whitespace() {
+            break;
+        }
+        t = rest;
+    }
+    while let [rest @ .., b] = t {
+        if !b.is_ascii_whitespace() {
+            break;
+        }
+        t = rest;
+    }
+    if t.len() >= 3 && t[..3].eq_ignore_ascii_case(b"sig") {
+        t = &t[3..];
+    }
+    let (rtmin, rtmax) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+    let number = |s: &[u8]| -> Option<i64> {
+        if s.is_empty() || s.len() > 6 || !s.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        Some(s.iter().fold(0i64, |v, &d| v * 10 + i64::from(d - b'0')))
+    };
+    let n = if t.eq_ignore_ascii_case(b"off") {
+        return Signal::Off;
+    } else if t.eq_ignore_ascii_case(b"usr1") {
+        Some(i64::from(libc::SIGUSR1))
+    } else if t.eq_ignore_ascii_case(b"usr2") {
+        Some(i64::from(libc::SIGUSR2))
+    } else if t.len() >= 5 && t[..5].eq_ignore_ascii_case(b"rtmin") {
+        match &t[5..] {
+            [] => Some(i64::from(rtmin)),
+            [b'+', n @ ..] => number(n).map(|n| i64::from(rtmin) + n),
+            _ => None,
+        }
+    } else {
+        number(t)
+    };
+    match n {
+        Some(s)
+            if s == i64::from(libc::SIGUSR1)
+                || s == i64::from(libc::SIGUSR2)
+                || (i64::from(rtmin)..=i64::from(rtmax)).contains(&s) =>
+        {
+            Signal::Number(s as i32)
+        }
+        _ => Signal::Invalid,
+    }
+}
+
+/// Whether a file template's `%` escapes are all `%p`, `%n`, `%t` or `%%`.
+pub fn template_ok(template: &[u8]) -> bool {
+    let mut i = 0;
+    while i < template.len() {
+        if template[i] == b'%' {
+            if !matches!(template.get(i + 1), Some(b'p' | b'n' | b't' | b'%')) {
+                return false;
+            }
+            i += 1;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Expands `%p` (pid), `%n` (dump sequence number), `%t` (unix time) and `%%` in a
+/// `JVMALLOC_STATS_FILE` template. `None` for `seq` or `unix` leaves the escape in place.
+pub fn expand(template: &str, pid: u32, seq: Option<u64>, unix: Option<u64>) -> String {
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut chars = template.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('p') => out.push_str(&pid.to_string()),
+            Some('n') => match seq {
+                Some(v) => out.push_str(&v.to_string()),
+                None => out.push_str("%n"),
+            },
+            Some('t') => match unix {
+                Some(v) => out.push_str(&v.to_string()),
+                None => out.push_str("%t"),
+            },
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    out
+}

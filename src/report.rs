@@ -1,0 +1,409 @@
+//! Statistics dumps as text (for a terminal or `taskmanager.out`) or JSON (one object per
+//! line, for tools; schema in `docs/stats.md`). Pure formatting of a [`Snapshot`].
+
+use crate::config::{ArenasFrom, Format};
+use crate::stats::Snapshot;
+use std::fmt::Write;
+
+pub fn render(s: &Snapshot, format: Format) -> String {
+    match format {
+        Format::Text => text(s),
+        Format::Json => json(s),
+    }
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+fn mib(v: i64) -> f64 {
+    v as f64 / MIB
+}
+
+/// Time as `YYYY-MM-DDTHH:MM:SSZ` (UTC), from days since the epoch (civil calendar).
+pub fn iso_time(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let secs = unix % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+fn config_text(s: &Snapshot) -> String {
+    let c = &s.config;
+    let arenas_from = match c.arenas_from {
+        ArenasFrom::Variable => "JVMALLOC_ARENAS".to_string(),
+        ArenasFrom::Cpus { affinity, quota } => match quota {
+            Some(q) => format!("{affinity} CPUs, quota {q}"),
+            None => format!("{affinity} CPUs"),
+        },
+    };
+    format!(
+        "arenas={} ({arenas_from}) dirty_decay_ms={} muzzy_decay_ms={} tcache_max={}",
+        c.arenas, c.dirty_decay_ms, c.muzzy_decay_ms, c.tcache_max
+    )
+}
+
+fn text(s: &Snapshot) -> String {
+    let t = &s.totals;
+    let mut o = String::with_capacity(16 << 10);
+    let _ = writeln!(
+        o,
+        "=== jvmalloc statistics #{} pid {} ({}) {} uptime {:.1}s ===",
+        s.seq,
+        s.pid,
+        s.process,
+        iso_time(s.unix_time),
+        s.uptime_s
+    );
+    let _ = writeln!(
+        o,
+        "memory                                         bytes        MiB"
+    );
+    let rows: [(&str, i64); 12] = [
+        ("RSS (process resident set)", s.rss as i64),
+        ("malloc allocated (live bytes)", t.allocated as i64),
+        ("malloc active (pages with live bytes)", t.active as i64),
+        ("malloc resident (RAM held by malloc)", t.resident as i64),
+        ("malloc mapped", t.mapped as i64),
+        ("malloc retained (no RAM)", t.retained as i64),
+        ("malloc metadata", t.metadata as i64),
+        ("malloc dirty (freed, not yet returned)", t.dirty as i64),
+        ("malloc in thread caches", s.tcache as i64),
+        ("malloc internal (thread cache stacks)", s.internal as i64),
+        ("allocator overhead (resident - allocated)", s.overhead()),
+        (
+            "RSS not owned by malloc (RSS - resident)",
+            s.rss_not_malloc(),
+        ),
+    ];
+    for (name, v) in rows {
+        let _ = writeln!(o, "  {name:<42} {v:>14} {:>10.1}", mib(v));
+    }
+    let _ = writeln!(
+        o,
+        "  {:<42} {:>14.3}",
+        "fragmentation (active / allocated)",
+        s.fragmentation()
+    );
+    match s.memory_limit {
+        Some(l) => {
+            let _ = writeln!(
+                o,
+                "  {:<42} {l:>14} {:>10.1}  (RSS is {:.1}% of it)",
+                "memory limit",
+                mib(l as i64),
+                100.0 * s.rss as f64 / l as f64
+            );
+        }
+        None => {
+            let _ = writeln!(o, "  {:<42} {:>14}", "memory limit", "none");
+        }
+    }
+    let _ = writeln!(o, "configuration: {}", config_text(s));
+
+    let top = s.config.stats.top;
+    let _ = writeln!(
+        o,
+        "threads: {} live registered (registry {} of {} slots, {} bytes), by net bytes",
+        s.threads.len(),
+        s.threads.len(),
+        s.registry_capacity,
+        s.registry_bytes
+    );
+    let _ = writeln!(
+        o,
+        "  {:>8}  {:<16} {:>14} {:>14} {:>14} {:>9}",
+        "tid", "name", "allocated", "freed", "net", "net MiB"
+    );
+    for r in s.threads.iter().take(top) {
+        let _ = writeln!(
+            o,
+            "  {:>8}  {:<16} {:>14} {:>14} {:>14} {:>9.1}",
+            r.tid,
+            r.name,
+            r.allocated,
+            r.freed,
+            r.net,
+            mib(r.net)
+        );
+    }
+    if s.threads.len() > top {
+        let rest = &s.threads[top..];
+        let (a, f, n) = rest.iter().fold((0u64, 0u64, 0i64), |(a, f, n), r| {
+            (a + r.allocated, f + r.freed, n + r.net)
+        });
+        let label = format!("[{} more]", rest.len());
+        let _ = writeln!(
+            o,
+            "  {:>8}  {label:<16} {a:>14} {f:>14} {n:>14} {:>9.1}",
+            "",
+            mib(n)
+        );
+    }
+    let label = format!("[exited: {}]", s.exited_threads);
+    let _ = writeln!(
+        o,
+        "  {:>8}  {label:<16} {:>14} {:>14} {:>14} {:>9.1}",
+        "",
+        s.exited_allocated,
+        s.exited_freed,
+        s.exited_net(),
+        mib(s.exited_net())
+    );
+    let label = format!("[unregistered: {}]", s.overflow_threads);
+    let _ = writeln!(
+        o,
+        "  {:>8}  {label:<16} {:>14} {:>14} {:>14} {:>9.1}",
+        "",
+        "-",
+        "-",
+        s.unregistered_net,
+        mib(s.unregistered_net)
+    );
+    let _ = writeln!(
+        o,
+        "reconciliation: allocated {} = threads' net {} + in thread caches {} + jemalloc internal {} \
+         + unregistered {} (slack: thread caches, {} bytes)",
+        t.allocated,
+        s.threads_net(),
+        s.tcache,
+        s.internal,
+        s.unregistered_net,
+        s.tcache
+    );
+
+    let mut classes: Vec<_> = s.classes.iter().collect();
+    classes.sort_by(|a, b| b.live_bytes.cmp(&a.live_bytes).then(a.size.cmp(&b.size)));
+    let _ = writeln!(
+        o,
+        "size classes: {} with activity, by live bytes (merged over arenas)",
+        classes.len()
+    );
+    let _ = writeln!(
+        o,
+        "  {:>10} {:<5} {:>12} {:>12} {:>12} {:>10} {:>14} {:>8} {:>6}",
+        "size", "kind", "requests", "mallocs", "frees", "live", "live bytes", "slabs", "util"
+    );
+    for c in classes.iter().take(top) {
+        let (slabs, util) = match (c.slabs, c.utilisation) {
+            (Some(sl), Some(u)) => (sl.to_string(), format!("{:.2}", u)),
+            _ => ("-".to_string(), "-".to_string()),
+        };
+        let _ = writeln!(
+            o,
+            "  {:>10} {:<5} {:>12} {:>12} {:>12} {:>10} {:>14} {:>8} {:>6}",
+            c.size,
+            c.kind,
+            c.requests,
+            c.mallocs,
+            c.frees,
+            c.live_regions,
+            c.live_bytes,
+            slabs,
+            util
+        );
+    }
+    if classes.len() > top {
+        let rest = &classes[top..];
+        let live: u64 = rest.iter().map(|c| c.live_bytes).sum();
+        let req: u64 = rest.iter().map(|c| c.requests).sum();
+        let label = format!("[{} more]", rest.len());
+        let _ = writeln!(
+            o,
+            "  {label:>10} {:<5} {req:>12} {:>12} {:>12} {:>10} {live:>14}",
+            "", "", "", ""
+        );
+    }
+    let _ = writeln!(o, "arenas: {}", s.arenas.len());
+    let _ = writeln!(
+        o,
+        "  {:>5} {:>7} {:>14} {:>14} {:>14} {:>14} {:>14} {:>14}",
+        "arena", "threads", "small", "large", "active", "dirty", "muzzy", "tcache"
+    );
+    for a in &s.arenas {
+        let _ = writeln!(
+            o,
+            "  {:>5} {:>7} {:>14} {:>14} {:>14} {:>14} {:>14} {:>14}",
+            a.index,
+            a.threads,
+            a.small_allocated,
+            a.large_allocated,
+            a.active,
+            a.dirty,
+            a.muzzy,
+            a.tcache
+        );
+    }
+    let _ = writeln!(o, "=== end of jvmalloc statistics #{} ===", s.seq);
+    o
+}
+
+/// A JSON string literal.
+fn js(out: &mut String, v: &str) {
+    out.push('"');
+    for ch in v.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or("null".to_string(), |v| v.to_string())
+}
+
+fn json(s: &Snapshot) -> String {
+    let t = &s.totals;
+    let c = &s.config;
+    let mut o = String::with_capacity(16 << 10);
+    let _ = write!(
+        o,
+        "{{\"jvmalloc_stats\":1,\"seq\":{},\"pid\":{},\"process\":",
+        s.seq, s.pid
+    );
+    js(&mut o, &s.process);
+    let _ = write!(
+        o,
+        ",\"time_unix\":{},\"time\":\"{}\",\"uptime_s\":{:.3}",
+        s.unix_time,
+        iso_time(s.unix_time),
+        s.uptime_s
+    );
+    let _ =
+        write!(
+        o,
+        ",\"memory\":{{\"rss\":{},\"allocated\":{},\"active\":{},\"resident\":{},\"mapped\":{},\
+         \"retained\":{},\"metadata\":{},\"dirty\":{},\"muzzy\":{},\"tcache\":{},\"overhead\":{},\
+         \"rss_not_malloc\":{},\"fragmentation\":{:.4},\"limit\":{},\"rss_share_of_limit\":{}}}",
+        s.rss,
+        t.allocated,
+        t.active,
+        t.resident,
+        t.mapped,
+        t.retained,
+        t.metadata,
+        t.dirty,
+        t.muzzy,
+        s.tcache,
+        s.overhead(),
+        s.rss_not_malloc(),
+        s.fragmentation(),
+        opt(s.memory_limit),
+        opt(s.memory_limit.map(|l| format!("{:.4}", s.rss as f64 / l as f64)))
+    );
+    let _ = write!(
+        o,
+        ",\"config\":{{\"arenas\":{},\"dirty_decay_ms\":{},\"muzzy_decay_ms\":{},\"tcache_max\":{},\
+         \"stats_signal\":{},\"stats_interval_s\":{},\"registry_capacity\":{}}}",
+        c.arenas,
+        c.dirty_decay_ms,
+        c.muzzy_decay_ms,
+        c.tcache_max,
+        opt(c.stats.signal),
+        c.stats.interval_s,
+        s.registry_capacity
+    );
+    let _ = write!(
+        o,
+        ",\"registry\":{{\"capacity\":{},\"live\":{},\"bytes\":{}}}",
+        s.registry_capacity,
+        s.threads.len(),
+        s.registry_bytes
+    );
+    o.push_str(",\"threads\":[");
+    for (i, r) in s.threads.iter().enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        let _ = write!(o, "{{\"tid\":{},\"name\":", r.tid);
+        js(&mut o, &r.name);
+        let _ = write!(
+            o,
+            ",\"allocated\":{},\"freed\":{},\"net\":{}}}",
+            r.allocated, r.freed, r.net
+        );
+    }
+    let _ = write!(
+        o,
+        "],\"exited\":{{\"threads\":{},\"allocated\":{},\"freed\":{},\"net\":{}}}",
+        s.exited_threads,
+        s.exited_allocated,
+        s.exited_freed,
+        s.exited_net()
+    );
+    let _ = write!(
+        o,
+        ",\"unregistered\":{{\"threads\":{},\"net\":{}}}",
+        s.overflow_threads, s.unregistered_net
+    );
+    let _ = write!(
+        o,
+        ",\"reconciliation\":{{\"allocated\":{},\"threads_net\":{},\"tcache\":{},\"internal\":{},\"unregistered_net\":{},\"slack\":{}}}",
+        t.allocated,
+        s.threads_net(),
+        s.tcache,
+        s.internal,
+        s.unregistered_net,
+        s.tcache
+    );
+    o.push_str(",\"size_classes\":[");
+    for (i, k) in s.classes.iter().enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        let _ = write!(
+            o,
+            "{{\"kind\":\"{}\",\"index\":{},\"size\":{},\"requests\":{},\"mallocs\":{},\"frees\":{},\
+             \"live_regions\":{},\"live_bytes\":{},\"slabs\":{},\"utilisation\":{}}}",
+            k.kind,
+            k.index,
+            k.size,
+            k.requests,
+            k.mallocs,
+            k.frees,
+            k.live_regions,
+            k.live_bytes,
+            opt(k.slabs),
+            opt(k.utilisation.map(|u| format!("{u:.4}")))
+        );
+    }
+    o.push_str("],\"arenas\":[");
+    for (i, a) in s.arenas.iter().enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        let _ = write!(
+            o,
+            "{{\"index\":{},\"threads\":{},\"small_allocated\":{},\"large_allocated\":{},\"active\":{},\
+             \"dirty\":{},\"muzzy\":{},\"mapped\":{},\"tcache\":{}}}",
+            a.index,
+            a.threads,
+            a.small_allocated,
+            a.large_allocated,
+            a.active,
+            a.dirty,
+            a.muzzy,
+            a.mapped,
+            a.tcache
+        );
+    }
+    o.push_str("]}\n");
+    o
+}
