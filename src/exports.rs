@@ -15,14 +15,19 @@ use tikv_jemalloc_sys as je;
 
 type Ptr = *mut c_void;
 
+fn errno_slot() -> *mut c_int {
+    // SAFETY: __errno_location has no preconditions; it returns this thread's errno slot.
+    unsafe { libc::__errno_location() }
+}
+
 fn set_errno(e: c_int) {
-    // SAFETY: __errno_location returns the calling thread's errno slot.
-    unsafe { *libc::__errno_location() = e };
+    // SAFETY: the calling thread's errno slot.
+    unsafe { *errno_slot() = e };
 }
 
 fn errno() -> c_int {
     // SAFETY: as above.
-    unsafe { *libc::__errno_location() }
+    unsafe { *errno_slot() }
 }
 
 fn page_size() -> usize {
@@ -39,10 +44,14 @@ fn do_malloc(size: usize) -> Ptr {
 
 #[inline(always)]
 unsafe fn do_free(p: Ptr) {
-    let e = errno();
+    // One lookup of this thread's errno slot, kept across the call.
+    let slot = errno_slot();
+    // SAFETY: the slot is this thread's errno, valid for the thread's life.
+    let e = unsafe { *slot };
     // SAFETY: the caller passes NULL or a live pointer from this allocator.
     unsafe { je::free(p) };
-    set_errno(e);
+    // SAFETY: as above.
+    unsafe { *slot = e };
 }
 
 #[inline(always)]

@@ -106,3 +106,35 @@ pub fn expand(template: &str, pid: u32, seq: Option<u64>, unix: Option<u64>) -> 
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals() {
+        assert_eq!(parse_signal(b"USR1"), Signal::Number(libc::SIGUSR1));
+        assert_eq!(parse_signal(b" sigusr2 "), Signal::Number(libc::SIGUSR2));
+        assert_eq!(parse_signal(b"off"), Signal::Off);
+        assert_eq!(parse_signal(b"RTMIN"), Signal::Number(libc::SIGRTMIN()));
+        assert_eq!(
+            parse_signal(b"rtmin+3"),
+            Signal::Number(libc::SIGRTMIN() + 3)
+        );
+        assert_eq!(parse_signal(b"10"), Signal::Number(10));
+        assert_eq!(parse_signal(b"9"), Signal::Invalid); // KILL
+        assert_eq!(parse_signal(b"QUIT"), Signal::Invalid);
+        assert_eq!(parse_signal(b"RTMIN+99"), Signal::Invalid);
+        assert_eq!(parse_signal(b""), Signal::Invalid);
+        assert_eq!(parse_signal(b"99999999999999999999"), Signal::Invalid);
+    }
+
+    #[test]
+    fn templates() {
+        assert!(template_ok(b"/tmp/x-%p-%n-%t-%%.json"));
+        assert!(!template_ok(b"/tmp/x-%q"));
+        assert!(!template_ok(b"/tmp/x-%"));
+        assert_eq!(expand("a-%p-%n-%t-%%", 7, Some(3), Some(9)), "a-7-3-9-%");
+        assert_eq!(expand("a-%p-%n", 7, None, None), "a-7-%n");
+    }
+}

@@ -194,3 +194,13 @@ pub fn run(old: &Value, new: &Value, top: usize) -> String {
     }
     o
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pools_digit_runs() {
+        assert_eq!(super::pool_name("pool-12-thread-3"), "pool-N-thread-N");
+        assert_eq!(super::pool_name("Kafka Fetcher 7"), "Kafka Fetcher N");
+        assert_eq!(super::pool_name("VM Thread"), "VM Thread");
+    }
+}

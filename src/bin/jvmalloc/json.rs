@@ -188,3 +188,20 @@ impl Parser<'_> {
             .ok_or_else(|| format!("bad number at byte {start}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_what_dumps_contain() {
+        let v = parse(r#"{"a":1,"b":[true,null,-2.5e3],"s":"x\"\\\u0041\n","o":{}}"#).unwrap();
+        assert_eq!(v.get("a").int(), 1);
+        assert_eq!(v.get("b").arr()[2].num(), -2500.0);
+        assert_eq!(v.get("s").str(), "x\"\\A\n");
+        assert_eq!(v.get("missing"), &Value::Null);
+        assert!(parse("{\"a\":}").is_err());
+        assert!(parse("[1,2").is_err());
+        assert!(parse("{} x").is_err());
+    }
+}

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# What jvmalloc's statistics cost.
+# 1. malloc/free throughput (c-tests/throughput.c, 16 threads, cross-thread frees) under
+#    jvmalloc as built (jemalloc statistics on: the counters dumps are made of), the same
+#    library built without statistics (--no-default-features: jemalloc alone, same version
+#    and options), Debian's libjemalloc2 (what Flink's image preloads), and glibc.
+#    Alternating runs, median of REPEAT (default 7), ratios to jvmalloc.
+# 2. Dump latency with 500 live threads (c-tests/dump_latency.c), text and JSON.
+set -euo pipefail
+. "$(dirname "$0")/bench-lib.sh"
+REPEAT=${REPEAT:-7}
+THREADS=${THREADS:-16}
+OPS=${OPS:-1000000}
+bench_build throughput dump_latency
+cargo build --release -q --lib --no-default-features --target-dir target/bench-nostats
+NOSTATS="$PWD/target/bench-nostats/release/libjvmalloc.so"
+JEMALLOC2=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
+if [ ! -e "$JEMALLOC2" ]; then
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get install -y -q libjemalloc2 >/dev/null
+fi
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+names=(jvmalloc jvmalloc-nostats libjemalloc2 glibc)
+preload=("$LIB" "$NOSTATS" "$JEMALLOC2" "")
+for _ in $(seq "$REPEAT"); do
+    for i in "${!names[@]}"; do
+        env LD_PRELOAD="${preload[$i]}" "$BIN/throughput" "$THREADS" "$OPS" >>"$tmp/${names[$i]}"
+    done
+done
+echo "Machine: $(machine)"
+echo "Command: scripts/bench-stats.sh (REPEAT=$REPEAT THREADS=$THREADS OPS=$OPS)"
+echo
+echo "Throughput, $THREADS threads x $OPS malloc/free, median of $REPEAT alternating runs:"
+echo
+echo "| allocator | Mops/s | throughput vs jvmalloc |"
+echo "|---|---|---|"
+base=$(field mops_per_s <"$tmp/jvmalloc" | median)
+for n in "${names[@]}"; do
+    m=$(field mops_per_s <"$tmp/$n" | median)
+    printf "| %s | %.1f | %.3f |\n" "$n" "$m" "$(echo "$m / $base" | bc -l)"
+done
+if command -v valgrind >/dev/null; then
+    echo
+    echo "Instructions (valgrind --tool=callgrind, deterministic), 1 thread x 200000 malloc/free,"
+    echo "whole program including its own work:"
+    echo
+    echo "| allocator | instructions | vs jvmalloc |"
+    echo "|---|---|---|"
+    declare -A ir
+    for i in "${!names[@]}"; do
+        ir[${names[$i]}]=$(env LD_PRELOAD="${preload[$i]}" valgrind --tool=callgrind \
+            --callgrind-out-file=/dev/null "$BIN/throughput" 1 200000 2>&1 | awk '/Collected/ {print $NF}')
+    done
+    for n in "${names[@]}"; do
+        printf "| %s | %s | %.3f |\n" "$n" "${ir[$n]}" "$(echo "${ir[$n]} / ${ir[jvmalloc]}" | bc -l)"
+    done
+fi
+echo
+echo "Dump latency, 500 live threads, 20 dumps each (jvmalloc_dump_stats to a file):"
+echo
+echo "| format | median ms | max ms |"
+echo "|---|---|---|"
+for fmt in text json; do
+    line=$(JVMALLOC_STATS_FORMAT=$fmt JVMALLOC_STATS_FILE="$tmp/dump-%n" LD_PRELOAD="$LIB" "$BIN/dump_latency" 500 20)
+    printf "| %s | %s | %s |\n" "$fmt" "$(echo "$line" | field median_ms)" "$(echo "$line" | field max_ms)"
+done
