@@ -26,6 +26,11 @@ pub const VARIABLES: &[&str] = &[
     "JVMALLOC_STATS_FORMAT",
     "JVMALLOC_STATS_TOP",
     "JVMALLOC_STATS_THREADS",
+    "JVMALLOC_PURGE_INTERVAL_MS",
+    "JVMALLOC_PURGE_IDLE_MS",
+    "JVMALLOC_BACKGROUND_THREAD",
+    "JVMALLOC_MEMORY_LIMIT",
+    "JVMALLOC_PRESSURE_PCT",
 ];
 
 /// Default arenas per CPU the process may use (see `docs/benchmarks.md`, "Arena count").
@@ -55,9 +60,25 @@ pub struct Config {
     /// Raw jemalloc options appended after jvmalloc's own (`JVMALLOC_JEMALLOC_CONF`).
     pub jemalloc_conf: &'static [u8],
     pub verbose: bool,
-    /// The cgroup memory limit in bytes, if any.
+    /// The memory limit in bytes: `JVMALLOC_MEMORY_LIMIT`, else the cgroup's, if any.
     pub memory_limit: Option<u64>,
+    /// Where the limit came from: "JVMALLOC_MEMORY_LIMIT", "cgroup" or "none".
+    pub memory_limit_from: &'static str,
     pub stats: StatsConfig,
+    pub purge: PurgeConfig,
+}
+
+/// Giving memory back: periodic decay, idle purge, pressure guard.
+#[derive(Clone, Copy, Debug)]
+pub struct PurgeConfig {
+    /// Milliseconds between purge ticks; 0 = no purge thread work.
+    pub interval_ms: u64,
+    /// A full purge once no arena has allocated for this long.
+    pub idle_ms: u64,
+    /// Enable jemalloc's own background threads.
+    pub background_thread: bool,
+    /// Percent of the memory limit at which the pressure guard acts; 0 = off.
+    pub pressure_pct: u64,
 }
 
 /// Format of statistics dumps.
@@ -222,6 +243,27 @@ fn read_raw_conf() -> &'static [u8] {
     b""
 }
 
+/// `JVMALLOC_MEMORY_LIMIT` (bytes, `k`/`m`/`g`/`t` suffixes) or the cgroup limit.
+fn read_memory_limit() -> (Option<u64>, &'static str) {
+    let n = Num {
+        name: "JVMALLOC_MEMORY_LIMIT",
+        default: -1,
+        min: 1 << 20,
+        max: i64::MAX,
+        sizes: true,
+    };
+    if env::get(n.name).is_some() {
+        let v = n.read();
+        if v > 0 {
+            return (Some(v as u64), "JVMALLOC_MEMORY_LIMIT");
+        }
+    }
+    match cgroup::memory_limit() {
+        Some(l) => (Some(l), "cgroup"),
+        None => (None, "none"),
+    }
+}
+
 /// Reads `JVMALLOC_STATS_SIGNAL` (see [`names::parse_signal`]). Other signals would
 /// collide with what the JVM or the C library use (HUP/INT/TERM shut the JVM down, QUIT
 /// makes thread dumps, SEGV/BUS/... are the JVM's own), so they are refused.
@@ -329,6 +371,7 @@ pub fn load() -> Config {
     } else {
         from
     };
+    let (memory_limit, memory_limit_from) = read_memory_limit();
     let decay = |name| Num {
         name,
         default: 0,
@@ -351,7 +394,35 @@ pub fn load() -> Config {
         .read() as u64,
         jemalloc_conf: read_raw_conf(),
         verbose: read_bool("JVMALLOC_VERBOSE", false),
-        memory_limit: cgroup::memory_limit(),
+        memory_limit,
+        memory_limit_from,
+        purge: PurgeConfig {
+            interval_ms: Num {
+                name: "JVMALLOC_PURGE_INTERVAL_MS",
+                default: PURGE_INTERVAL_MS_DEFAULT,
+                min: 0,
+                max: 3_600_000,
+                sizes: false,
+            }
+            .read() as u64,
+            idle_ms: Num {
+                name: "JVMALLOC_PURGE_IDLE_MS",
+                default: PURGE_IDLE_MS_DEFAULT,
+                min: 0,
+                max: 86_400_000,
+                sizes: false,
+            }
+            .read() as u64,
+            background_thread: read_bool("JVMALLOC_BACKGROUND_THREAD", false),
+            pressure_pct: Num {
+                name: "JVMALLOC_PRESSURE_PCT",
+                default: 90,
+                min: 0,
+                max: 100,
+                sizes: false,
+            }
+            .read() as u64,
+        },
         stats: StatsConfig {
             signal: read_signal(),
             interval_s: Num {
@@ -385,8 +456,12 @@ pub fn load() -> Config {
     }
 }
 
-/// Default `JVMALLOC_DIRTY_DECAY_MS` (jemalloc's own default).
-pub const DIRTY_DECAY_MS_DEFAULT: i64 = 10_000;
+/// Default `JVMALLOC_PURGE_INTERVAL_MS` (see `docs/benchmarks.md`, "Purge").
+pub const PURGE_INTERVAL_MS_DEFAULT: i64 = 1000;
+/// Default `JVMALLOC_PURGE_IDLE_MS`.
+pub const PURGE_IDLE_MS_DEFAULT: i64 = 1000;
+/// Default `JVMALLOC_DIRTY_DECAY_MS` (see `docs/benchmarks.md`, "Purge"; jemalloc: 10000).
+pub const DIRTY_DECAY_MS_DEFAULT: i64 = 1_000;
 /// Default `JVMALLOC_MUZZY_DECAY_MS` (jemalloc's own default).
 pub const MUZZY_DECAY_MS_DEFAULT: i64 = 0;
 /// Default `JVMALLOC_TCACHE_MAX` in bytes (jemalloc's own default).
@@ -434,9 +509,18 @@ impl Config {
             self.dirty_decay_ms, self.muzzy_decay_ms, self.tcache_max
         );
         let _ = match self.memory_limit {
-            Some(m) => write!(l, "{m}"),
+            Some(m) => write!(l, "{m} ({})", self.memory_limit_from),
             None => l.write_str("none"),
         };
+        let p = &self.purge;
+        let _ = write!(
+            l,
+            " purge_interval_ms={} purge_idle_ms={} background_thread={} pressure_pct={}",
+            p.interval_ms,
+            p.idle_ms,
+            u8::from(p.background_thread),
+            p.pressure_pct
+        );
         let _ = l.write_str("; jemalloc options ");
         l.quoted(opts, 1024);
     }

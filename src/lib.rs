@@ -15,6 +15,9 @@
 //!   [`stats`] takes a snapshot (process memory, threads, size classes, arenas),
 //!   [`report`] renders it as text or JSON, and [`reporter`] owns the signal handler and the
 //!   `jvmalloc` thread that writes dumps.
+//! - Giving memory back: [`purge`] lets arenas decay every purge interval and purges them
+//!   when the process goes idle; [`guard`] purges and reports when RSS nears the memory
+//!   limit. Both run on the `jvmalloc` thread.
 //! - [`cgroup`] finds the CPUs and memory the process may use; [`sysfile`] and [`diag`] read
 //!   files and write stderr lines with stack buffers only.
 //!
@@ -29,11 +32,13 @@ mod config;
 mod diag;
 mod env;
 mod exports;
+mod guard;
 mod init;
 mod introspect;
 mod jemalloc;
 mod mgmt;
 mod names;
+mod purge;
 mod report;
 mod reporter;
 mod stats;

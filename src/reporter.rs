@@ -1,4 +1,5 @@
-//! The `jvmalloc` thread: turns signals, timers and calls into statistics dumps.
+//! The `jvmalloc` thread: turns signals, timers and calls into statistics dumps, and runs
+//! the purge and the pressure guard ([`crate::purge`], [`crate::guard`]) on their timer.
 //!
 //! The signal handler only writes one byte to a non-blocking pipe (async-signal-safe; a
 //! full pipe means a dump is already pending, so a burst of signals coalesces) and then
@@ -9,6 +10,8 @@
 
 use crate::config::Config;
 use crate::diag::say;
+use crate::guard::Guard;
+use crate::purge::Purger;
 use crate::{init, names, report, stats};
 use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_void};
@@ -62,7 +65,7 @@ pub fn start(cfg: &Config) {
 
 /// Whether this configuration needs the reporter thread at all.
 fn needs_thread(cfg: &Config) -> bool {
-    cfg.stats.signal.is_some() || cfg.stats.interval_s > 0
+    cfg.stats.signal.is_some() || cfg.stats.interval_s > 0 || cfg.purge.interval_ms > 0
 }
 
 fn open_pipe() -> bool {
@@ -143,17 +146,25 @@ fn spawn_if_needed(cfg: &Config) {
     }
 }
 
-/// The reporter thread's loop.
+/// The reporter thread's loop: dumps on signal and on the dump timer; purge and pressure
+/// checks on the purge timer.
 fn run() {
     let cfg = init::config();
-    let interval_ns = cfg.stats.interval_s * 1_000_000_000;
-    let mut next = monotonic_ns() + interval_ns;
+    let dump_every = cfg.stats.interval_s * 1_000_000_000;
+    let purge_every = cfg.purge.interval_ms * 1_000_000;
+    let mut purger = Purger::new(cfg);
+    let mut guard = Guard::default();
+    let now = monotonic_ns();
+    let mut next_dump = (dump_every > 0).then(|| now + dump_every);
+    let mut next_purge = (purge_every > 0).then(|| now + purge_every);
     loop {
         let fd = PIPE_R.load(Acquire);
-        let timeout_ms: c_int = if interval_ns == 0 {
-            -1
-        } else {
-            ((next.saturating_sub(monotonic_ns())) / 1_000_000).min(c_int::MAX as u64) as c_int
+        let next = [next_dump, next_purge].into_iter().flatten().min();
+        let timeout_ms: c_int = match next {
+            None => -1,
+            Some(t) => {
+                (t.saturating_sub(monotonic_ns()) / 1_000_000).min(c_int::MAX as u64) as c_int
+            }
         };
         let mut pfd = libc::pollfd {
             fd,
@@ -162,19 +173,25 @@ fn run() {
         };
         // SAFETY: one valid pollfd (fd may be -1, which poll ignores).
         let r = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
-        let mut due = false;
+        let mut dump = false;
         if r > 0 && pfd.revents & libc::POLLIN != 0 {
             let mut buf = [0u8; 256];
             // Drain: many signals, one dump.
             // SAFETY: reading into a local buffer from our non-blocking pipe.
             while unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
-            due = true;
+            dump = true;
         }
-        if interval_ns > 0 && monotonic_ns() >= next {
-            due = true;
-            next = monotonic_ns() + interval_ns;
+        let now = monotonic_ns();
+        if next_purge.is_some_and(|t| now >= t) {
+            next_purge = Some(now + purge_every);
+            purger.tick(cfg);
+            dump |= guard.check(cfg, now);
         }
-        if due {
+        if next_dump.is_some_and(|t| now >= t) {
+            next_dump = Some(now + dump_every);
+            dump = true;
+        }
+        if dump {
             dump_now();
         }
     }

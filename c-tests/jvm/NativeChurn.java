@@ -13,12 +13,13 @@ import java.util.zip.Inflater;
  * state with malloc), direct ByteBuffers, and thread creation, from many threads at once.
  * Every round checks its own result (round trip through zlib, buffer checksums).
  *
- * <p>Usage: {@code java NativeChurn [threads] [rounds] [--wait]}. Prints
+ * <p>Usage: {@code java NativeChurn [threads] [rounds] [--wait | --idle SECONDS]}. Prints
  * {@code NativeChurn: ok ...} and the process's VmRSS/VmHWM, and exits 0 when every check
  * held. With {@code --wait} it then keeps 96 MiB of Java heap touched and a thread named
  * {@code keeper-thread} (holding a 4 MiB direct buffer) alive, prints {@code ready <pid>}
  * and waits for a line on stdin before exiting (so that a test can run jcmd or send
- * signals against it).
+ * signals against it). With {@code --idle SECONDS} it sleeps that long after the work and
+ * prints {@code idle <s> s VmRSS <kB> kB} (for benchmarks of memory given back).
  */
 public class NativeChurn {
     static final AtomicLong ops = new AtomicLong();
@@ -116,6 +117,7 @@ public class NativeChurn {
         int threads = args.length > 0 ? Integer.parseInt(args[0]) : 32;
         int rounds = args.length > 1 ? Integer.parseInt(args[1]) : 200;
         boolean wait = args.length > 2 && args[2].equals("--wait");
+        int idleSeconds = args.length > 3 && args[2].equals("--idle") ? Integer.parseInt(args[3]) : 0;
         List<Thread> ts = new ArrayList<>();
         for (int i = 0; i < threads; i++) {
             final int id = i;
@@ -131,6 +133,10 @@ public class NativeChurn {
                 + " threads=" + threads + " rounds=" + ops.get() + "/" + expected
                 + " failures=" + failures.get());
         System.out.println("VmRSS " + status("VmRSS") + " VmHWM " + status("VmHWM"));
+        if (idleSeconds > 0) {
+            Thread.sleep(idleSeconds * 1000L);
+            System.out.println("idle " + idleSeconds + " s VmRSS " + status("VmRSS"));
+        }
         if (wait) {
             byte[][] heap = new byte[96][];
             for (int i = 0; i < heap.length; i++) {
