@@ -9,12 +9,14 @@
 #    creation), then 10 s idle: peak RSS (VmHWM), RSS at the end of the work, RSS after
 #    10 s idle, run time of the work.
 # Then jvmalloc's decay trade-off: JVMALLOC_DIRTY_DECAY_MS = 0, 1000, 5000, 10000 on the
-# burst (RSS after burst and after idle) and on c-tests/throughput.c (speed).
+# burst (RSS after burst and after idle) and on c-tests/throughput.c (speed). Last,
+# fork + exec latency (c-tests/forkexec.c): what the purge thread's restart in a forked
+# child costs a child that execs at once.
 set -euo pipefail
 . "$(dirname "$0")/bench-lib.sh"
 REPEAT=${REPEAT:-3}
 IDLE_S=${IDLE_S:-10}
-bench_build burst throughput
+bench_build burst throughput forkexec
 JEMALLOC2=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
 [ -e "$JEMALLOC2" ] || { [ "$(id -u)" = 0 ] && apt-get install -y -q libjemalloc2 >/dev/null || sudo apt-get install -y -q libjemalloc2 >/dev/null; }
 classes=target/bench-classes
@@ -78,4 +80,15 @@ for d in 0 1000 5000 10000; do
         JVMALLOC_DIRTY_DECAY_MS=$d LD_PRELOAD="$LIB" "$BIN/throughput" 16 1000000 | field mops_per_s >>"$tmp/d$d.tp"
     done
     printf "| %s | %.0f | %.0f | %.1f |\n" "$d" "$(median <"$tmp/d$d.after")" "$(median <"$tmp/d$d.idle")" "$(median <"$tmp/d$d.tp")"
+done
+echo
+echo "fork + exec + wait of /bin/true from a process with 4 allocating threads (c-tests/forkexec.c, 300 forks), median of $REPEAT runs' medians:"
+echo
+echo "| allocator | median µs |"
+echo "|---|---|"
+for i in "${!names[@]}"; do
+    for _ in $(seq "$REPEAT"); do
+        env ${envs[$i]} "$BIN/forkexec" 300 | field median_us >>"$tmp/${names[$i]}.fork"
+    done
+    printf "| %s | %.0f |\n" "${names[$i]}" "$(median <"$tmp/${names[$i]}.fork")"
 done
