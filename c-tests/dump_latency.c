@@ -20,11 +20,6 @@ static void *holder(void *arg) {
     return NULL;
 }
 
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 int main(int argc, char **argv) {
     int n = argc > 1 ? atoi(argv[1]) : 500, dumps = argc > 2 ? atoi(argv[2]) : 20;
     pthread_t *t = malloc(sizeof *t * n);
@@ -48,7 +43,7 @@ int main(int argc, char **argv) {
     }
     pthread_barrier_wait(&stop);
     for (int i = 0; i < n; i++) pthread_join(t[i], NULL);
-    qsort(ms, dumps, sizeof *ms, cmp);
+    qsort(ms, dumps, sizeof *ms, cmp_double);
     printf("threads %d dumps %d median_ms %.2f max_ms %.2f\n", n, dumps, ms[dumps / 2], ms[dumps - 1]);
     return 0;
 }

@@ -11,15 +11,7 @@
 static volatile int stop;
 
 static void *churn(void *arg) {
-    uint64_t s = 99 + (uintptr_t)arg;
-    void *slots[32] = {0};
-    while (!stop) {
-        int i = (int)(rnd(&s) % 32);
-        free(slots[i]);
-        slots[i] = malloc(1 + rnd(&s) % ((rnd(&s) & 15) ? 2048 : (1 << 20)));
-        if (slots[i]) memset(slots[i], 3, 1);
-    }
-    for (int i = 0; i < 32; i++) free(slots[i]);
+    churn_until(&stop, 99 + (uintptr_t)arg, 1 << 20);
     return NULL;
 }
 

@@ -10,20 +10,8 @@
 static volatile int stop;
 
 static void *busy(void *arg) {
-    uint64_t s = 3 + (uintptr_t)arg;
-    void *slots[64] = {0};
-    while (!stop) {
-        int i = (int)(rnd(&s) % 64);
-        free(slots[i]);
-        slots[i] = malloc(16 + rnd(&s) % 8192);
-    }
-    for (int i = 0; i < 64; i++) free(slots[i]);
+    churn_until(&stop, 3 + (uintptr_t)arg, 8192);
     return NULL;
-}
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 int main(int argc, char **argv) {
@@ -49,7 +37,7 @@ int main(int argc, char **argv) {
     }
     stop = 1;
     for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
-    qsort(us, n, sizeof *us, cmp);
+    qsort(us, n, sizeof *us, cmp_double);
     printf("forks %d median_us %.0f mean_us %.0f\n", n, us[n / 2], sum / n);
     return 0;
 }

@@ -88,4 +88,22 @@ static inline uint64_t rnd(uint64_t *s) {
     x ^= x << 17;
     return *s = x;
 }
+/* Allocates and frees blocks of 1 B to 2 KiB (one in 16 up to `big` bytes) in a
+ * window of 64 slots until *stop is set; the busy background load of several programs. */
+static inline void churn_until(volatile int *stop, uint64_t seed, size_t big) {
+    void *slots[64] = {0};
+    while (!*stop) {
+        int i = (int)(rnd(&seed) % 64);
+        free(slots[i]);
+        slots[i] = malloc(1 + rnd(&seed) % ((rnd(&seed) & 15) ? 2048 : big));
+        if (slots[i]) *(volatile char *)slots[i] = 1;
+    }
+    for (int i = 0; i < 64; i++) free(slots[i]);
+}
+
+/* qsort comparator for doubles. */
+static inline int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
 #endif

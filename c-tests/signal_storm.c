@@ -9,14 +9,7 @@
 static volatile int stop;
 
 static void *alloc_loop(void *arg) {
-    uint64_t s = 5 + (uintptr_t)arg;
-    void *slots[64] = {0};
-    while (!stop) {
-        int i = (int)(rnd(&s) % 64);
-        free(slots[i]);
-        slots[i] = malloc(1 + rnd(&s) % ((rnd(&s) & 31) ? 4096 : 300000));
-    }
-    for (int i = 0; i < 64; i++) free(slots[i]);
+    churn_until(&stop, 5 + (uintptr_t)arg, 300000);
     return NULL;
 }
 

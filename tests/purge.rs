@@ -160,12 +160,7 @@ fn bad_purge_settings_give_one_line_each() {
         ("JVMALLOC_PRESSURE_PCT", "-5", "using 0"),
         ("JVMALLOC_PRESSURE_PCT", "\u{1b}[2J", "using 90"),
     ] {
-        let out = run(&hello).env(var, value).output();
-        out.assert_ok();
-        let l = out.jvmalloc_lines();
-        assert_eq!(l.len(), 1, "{var}={value:?}: {}", out.stderr);
-        assert!(l[0].starts_with(&format!("jvmalloc: {var}=\"")), "{}", l[0]);
-        assert!(l[0].contains(says), "{var}={value:?}: {}", l[0]);
+        assert_one_warning(&hello, var, value, says);
     }
 }
 

@@ -428,12 +428,7 @@ fn bad_stats_settings_give_one_line_each() {
         ("JVMALLOC_STATS_THREADS", "99999999999", "using 1048576"),
         ("JVMALLOC_STATS_THREADS", "\u{1b}", "using 4096"),
     ] {
-        let out = run(&hello).env(var, value).output();
-        out.assert_ok();
-        let l = out.jvmalloc_lines();
-        assert_eq!(l.len(), 1, "{var}={value:?}: {}", out.stderr);
-        assert!(l[0].starts_with(&format!("jvmalloc: {var}=\"")), "{}", l[0]);
-        assert!(l[0].contains(says), "{var}={value:?}: {}", l[0]);
+        assert_one_warning(&hello, var, value, says);
     }
 }
 

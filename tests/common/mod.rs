@@ -168,25 +168,19 @@ impl Run {
         self
     }
 
-    /// Starts the program and returns the child (stdin/stdout piped, own process group).
-    pub fn spawn(mut self) -> std::process::Child {
-        if self.preload {
-            self.cmd
-                .env("LD_PRELOAD", lib())
-                .env("EXPECT_JVMALLOC", "1");
-        }
-        self.cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .expect("spawn")
+    /// Starts the program and returns the child (stdin/stdout/stderr piped, own process
+    /// group).
+    pub fn spawn(self) -> std::process::Child {
+        self.spawn_to(Stdio::piped())
     }
 
     /// Starts the program with stderr going to a file (as a JVM's does to
     /// `taskmanager.out`).
-    pub fn spawn_with_stderr(mut self, path: &Path) -> std::process::Child {
+    pub fn spawn_with_stderr(self, path: &Path) -> std::process::Child {
+        self.spawn_to(std::fs::File::create(path).unwrap().into())
+    }
+
+    fn spawn_to(mut self, stderr: Stdio) -> std::process::Child {
         if self.preload {
             self.cmd
                 .env("LD_PRELOAD", lib())
@@ -195,7 +189,7 @@ impl Run {
         self.cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(path).unwrap())
+            .stderr(stderr)
             .process_group(0)
             .spawn()
             .expect("spawn")
@@ -270,4 +264,19 @@ pub fn temp_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// Runs `program` with `var=value`: it must succeed, and stderr must have exactly one
+/// jvmalloc line, naming the variable and its value and containing `says`. Returns it.
+pub fn assert_one_warning(program: &Path, var: &str, value: &str, says: &str) -> String {
+    let out = run(program).env(var, value).output();
+    out.assert_ok();
+    let l = out.jvmalloc_lines();
+    assert_eq!(l.len(), 1, "{var}={value:?}: {}", out.stderr);
+    assert!(l[0].starts_with(&format!("jvmalloc: {var}=\"")), "{}", l[0]);
+    assert!(l[0].contains(says), "{var}={value:?}: {}", l[0]);
+    // Control characters are shown escaped, never written raw to the terminal.
+    assert!(!l[0].contains('\u{1b}'), "{}", l[0]);
+    assert!(!out.stderr.contains("<jemalloc>"), "{}", out.stderr);
+    l[0].to_string()
 }

@@ -4,6 +4,7 @@
 //!   library loaded for a statistics dump and prints it.
 //! - `jvmalloc diff <old.json> <new.json> [--top N]`: what grew between two JSON dumps, by
 //!   thread name and by size class, biggest growth first.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod diff;
 mod dump;
