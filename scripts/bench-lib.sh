@@ -11,7 +11,7 @@ bench_build() {
     mkdir -p "$BIN"
     local p
     for p in "$@"; do
-        gcc -O2 -g -pthread -I c-tests -o "$BIN/$p" "c-tests/$p.c" -ldl
+        gcc -O2 -g -fno-builtin -pthread -I c-tests -o "$BIN/$p" "c-tests/$p.c" -ldl
     done
 }
 
@@ -28,4 +28,35 @@ field() {
 # Describes the machine in one line.
 machine() {
     echo "$(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(free -g | awk '/Mem:/ {print $2}') GiB, $(. /etc/os-release; echo "$PRETTY_NAME"), $(ldd --version | head -1 | awk '{print "glibc " $NF}')"
+}
+
+# Installs a Debian package if the library file it provides is missing; prints the file.
+need_pkg() { # package, library file
+    if [ ! -e "$2" ]; then
+        echo "installing $1" >&2
+        local sudo=""
+        [ "$(id -u)" = 0 ] || sudo=sudo
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "$1" >/dev/null || return 1
+    fi
+    echo "$2"
+}
+
+ALLOCATORS_ALL="glibc glibc-arena2 libjemalloc2 mimalloc tcmalloc jvmalloc"
+
+# Sets the array ALLOC_ENV to the environment that runs a program under allocator $1:
+# glibc, glibc-arena2 (MALLOC_ARENA_MAX=2), libjemalloc2, mimalloc, tcmalloc (Debian's
+# packages, installed when missing) or jvmalloc (this repository's release build).
+alloc_env() {
+    local multiarch
+    multiarch=/usr/lib/$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+    case "$1" in
+    glibc) ALLOC_ENV=(LD_PRELOAD=) ;;
+    glibc-arena2) ALLOC_ENV=(LD_PRELOAD= MALLOC_ARENA_MAX=2) ;;
+    libjemalloc2) ALLOC_ENV=(LD_PRELOAD="$(need_pkg libjemalloc2 "$multiarch/libjemalloc.so.2")") ;;
+    mimalloc) ALLOC_ENV=(LD_PRELOAD="$(need_pkg libmimalloc2.0 "$multiarch/libmimalloc.so.2")") ;;
+    tcmalloc) ALLOC_ENV=(LD_PRELOAD="$(need_pkg libtcmalloc-minimal4 "$multiarch/libtcmalloc_minimal.so.4")") ;;
+    jvmalloc) ALLOC_ENV=(LD_PRELOAD="$LIB") ;;
+    *) return 1 ;;
+    esac
+    [ "${ALLOC_ENV[0]}" != "LD_PRELOAD=" ] || [ "$1" = glibc ] || [ "$1" = glibc-arena2 ]
 }

@@ -17,8 +17,8 @@ set -euo pipefail
 REPEAT=${REPEAT:-3}
 IDLE_S=${IDLE_S:-10}
 bench_build burst throughput forkexec
-JEMALLOC2=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
-[ -e "$JEMALLOC2" ] || { [ "$(id -u)" = 0 ] && apt-get install -y -q libjemalloc2 >/dev/null || sudo apt-get install -y -q libjemalloc2 >/dev/null; }
+alloc_env libjemalloc2
+JEMALLOC2=${ALLOC_ENV[0]#LD_PRELOAD=}
 classes=target/bench-classes
 mkdir -p "$classes"
 javac -d "$classes" c-tests/jvm/NativeChurn.java

@@ -14,12 +14,8 @@ OPS=${OPS:-1000000}
 bench_build throughput dump_latency
 cargo build --release -q --lib --no-default-features --target-dir target/bench-nostats
 NOSTATS="$PWD/target/bench-nostats/release/libjvmalloc.so"
-JEMALLOC2=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
-if [ ! -e "$JEMALLOC2" ]; then
-    sudo=""
-    [ "$(id -u)" = 0 ] || sudo=sudo
-    $sudo apt-get install -y -q libjemalloc2 >/dev/null
-fi
+alloc_env libjemalloc2
+JEMALLOC2=${ALLOC_ENV[0]#LD_PRELOAD=}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 names=(jvmalloc jvmalloc-nostats libjemalloc2 glibc)

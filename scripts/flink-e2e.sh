@@ -80,31 +80,13 @@ fi
 command -v java >/dev/null || fail "no java (run scripts/install-deps.sh)"
 
 # --- the allocator under test ----------------------------------------------------------
-need_pkg() { # package, library file
-    if [ ! -e "$2" ]; then
-        say "installing $1"
-        local sudo=""
-        [ "$(id -u)" = 0 ] || sudo=sudo
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "$1" >/dev/null || fail "cannot install $1"
-    fi
-    echo "$2"
-}
-multiarch=/usr/lib/$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
-alloc_env=()
-case "$ALLOC" in
-glibc) alloc_env=(LD_PRELOAD=) ;;
-glibc-arena2) alloc_env=(LD_PRELOAD= MALLOC_ARENA_MAX=2) ;;
-libjemalloc2) alloc_env=(LD_PRELOAD="$(need_pkg libjemalloc2 "$multiarch/libjemalloc.so.2")") ;;
-mimalloc) alloc_env=(LD_PRELOAD="$(need_pkg libmimalloc2.0 "$multiarch/libmimalloc.so.2")") ;;
-tcmalloc) alloc_env=(LD_PRELOAD="$(need_pkg libtcmalloc-minimal4 "$multiarch/libtcmalloc_minimal.so.4")") ;;
-jvmalloc)
+. "$ROOT/scripts/bench-lib.sh"
+alloc_env "$ALLOC" || fail "unknown allocator '$ALLOC' ($ALLOCATORS_ALL), or its package could not be installed"
+if [ "$ALLOC" = jvmalloc ]; then
     cargo build --release -q || fail "cargo build failed"
-    mkdir -p "$OUT/stats"
-    alloc_env=(LD_PRELOAD="$ROOT/target/release/libjvmalloc.so"
-        JVMALLOC_STATS_FORMAT=json JVMALLOC_STATS_FILE="$OUT/stats/taskmanager-%p-%n.json")
-    ;;
-*) fail "unknown allocator '$ALLOC' (glibc, glibc-arena2, libjemalloc2, mimalloc, tcmalloc, jvmalloc)" ;;
-esac
+    ALLOC_ENV+=(JVMALLOC_STATS_FORMAT=json JVMALLOC_STATS_FILE="$OUT/stats/taskmanager-%p-%n.json")
+fi
+alloc_env=("${ALLOC_ENV[@]}")
 
 # --- configuration ---------------------------------------------------------------------
 rm -rf "$OUT/log" "$OUT/conf" "$OUT/checkpoints" "$OUT/job-classes"

@@ -456,6 +456,13 @@ pub fn load() -> Config {
     }
 }
 
+/// jemalloc serves requests of at least this many bytes from a dedicated arena that returns
+/// them to the kernel at once, so each reuse page-faults anew. jemalloc's 8 MiB makes
+/// repeated multi-MiB allocations (direct buffers, compression windows, Netty chunks) several
+/// times slower than under glibc; with jvmalloc's 1 s decay and purge thread bounding how
+/// long freed memory stays, 64 MiB is safe (see `docs/benchmarks.md`, "Large allocations").
+pub const OVERSIZE_THRESHOLD: u64 = 64 << 20;
+
 /// Default `JVMALLOC_PURGE_INTERVAL_MS` (see `docs/benchmarks.md`, "Purge").
 pub const PURGE_INTERVAL_MS_DEFAULT: i64 = 1000;
 /// Default `JVMALLOC_PURGE_IDLE_MS`.
@@ -476,8 +483,8 @@ impl Config {
         let mut w = Buf { buf, len: 0 };
         let _ = write!(
             w,
-            "narenas:{},dirty_decay_ms:{},muzzy_decay_ms:{},tcache_max:{}",
-            self.arenas, self.dirty_decay_ms, self.muzzy_decay_ms, self.tcache_max
+            "narenas:{},dirty_decay_ms:{},muzzy_decay_ms:{},tcache_max:{},oversize_threshold:{}",
+            self.arenas, self.dirty_decay_ms, self.muzzy_decay_ms, self.tcache_max, OVERSIZE_THRESHOLD
         );
         if !self.jemalloc_conf.is_empty() {
             let _ = w.write_str(",");

@@ -86,7 +86,7 @@ fn verbose_prints_the_effective_configuration_once() {
     );
     assert!(
         lines[0].contains(
-            "\"narenas:5,dirty_decay_ms:2500,muzzy_decay_ms:100,tcache_max:16384,lg_extent_max_active_fit:4\""
+            "\"narenas:5,dirty_decay_ms:2500,muzzy_decay_ms:100,tcache_max:16384,oversize_threshold:67108864,lg_extent_max_active_fit:4\""
         ),
         "{}",
         lines[0]

@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""Turns the raw results of scripts/bench.sh into Markdown tables (written into
+docs/benchmarks.md between the "bench.sh" markers) and gnuplot charts (SVG).
+
+Usage: bench-report.py RESULTS_DIR BENCHMARKS_MD IMG_DIR
+"""
+import os
+import statistics
+import subprocess
+import sys
+
+res, md_path, img = sys.argv[1], sys.argv[2], sys.argv[3]
+allocs = [a for a in ["glibc", "glibc-arena2", "libjemalloc2", "mimalloc", "tcmalloc", "jvmalloc"]
+          if os.path.isdir(os.path.join(res, a))]
+
+
+def fields(line):
+    """'[name:] k v k v ...' -> {k: float(v)}"""
+    parts = line.split()
+    if parts and parts[0].endswith(":"):
+        parts = parts[1:]
+    out = {}
+    for k, v in zip(parts[::2], parts[1::2]):
+        try:
+            out[k] = float(v)
+        except ValueError:
+            pass
+    return out
+
+
+def runs(alloc, name):
+    path = os.path.join(res, alloc, name)
+    if not os.path.exists(path):
+        return []
+    return [fields(l) for l in open(path) if l.strip()]
+
+
+def med(alloc, name, key):
+    vals = [r[key] for r in runs(alloc, name) if key in r]
+    return statistics.median(vals) if vals else None
+
+
+def table(title, cols):
+    """cols: list of (header, workload, key, scale, fmt)."""
+    name, _, note = title.partition("|")
+    out = [f"**{name}** ({note}; median, ratio to jvmalloc in brackets)", "",
+           "| allocator | " + " | ".join(c[0] for c in cols) + " |",
+           "|---|" + "---|" * len(cols)]
+    base = {c[0]: (c[5](c) if len(c) > 5 else med("jvmalloc", c[1], c[2])) for c in cols}
+    for a in allocs:
+        cells = []
+        for c in cols:
+            v = c[5](c, a) if len(c) > 5 else med(a, c[1], c[2])
+            b = base[c[0]]
+            if v is None:
+                cells.append("-")
+            else:
+                ratio = f" ({v / b:.2f})" if b else ""
+                cells.append(c[4].format(v * c[3]) + ratio)
+        out.append(f"| {a} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
+def flink_runs(alloc):
+    d = os.path.join(res, alloc)
+    out = []
+    for name in sorted(os.listdir(d)):
+        summary = os.path.join(d, name, "summary.txt")
+        if name.startswith("flink-") and os.path.exists(summary):
+            s = dict(l.split(None, 1) for l in open(summary) if l.strip())
+            jobs = [l.rstrip("\n").split("\t") for l in open(os.path.join(d, name, "jobs.tsv"))][1:]
+            out.append({"dir": os.path.join(d, name), "summary": {k: v.strip() for k, v in s.items()},
+                        "jobs": [(j[0], float(j[1]), int(j[2]), int(j[3])) for j in jobs if j[0].isdigit()]})
+    return out
+
+
+def flink_stat(alloc, fn):
+    vals = [fn(r) for r in flink_runs(alloc)]
+    return statistics.median(vals) if vals else None
+
+
+def main():
+    mib = 1 / 1024
+    parts = [f"Machine: {open(os.path.join(res, 'machine')).read().strip()}.",
+             f"Command: `{open(os.path.join(res, 'command')).read().strip()}`.", ""]
+    parts.append(table("Burst and return|c-tests/burst.c; MiB", [
+        ("peak RSS", "burst", "peak_mib", 1, "{:.0f}"),
+        ("RSS after burst", "burst", "rss_mib", 1, "{:.0f}"),
+        ("RSS after 10 s idle", "burst", "idle_rss_mib", 1, "{:.0f}"),
+    ]))
+    parts.append(table("C throughput|c-tests/throughput.c, 16 threads, cross-thread frees; Mops/s, higher is better", [
+        ("throughput", "throughput", "mops_per_s", 1, "{:.1f}"),
+        ("peak RSS MiB", "throughput", "hwm_kb", mib, "{:.0f}"),
+    ]))
+    parts.append(table("Large allocations|c-tests/large.c, 4 threads × 200 blocks of 1 – 32 MiB; s, MiB", [
+        ("run time", "large", "seconds", 1, "{:.2f}"),
+        ("peak RSS", "large", "hwm_kb", mib, "{:.0f}"),
+    ]))
+    parts.append(table("Java native churn|NativeChurn, 32 threads × 200 rounds, -Xmx512m; ms, MiB", [
+        ("run time", "java", "run_ms", 1, "{:.0f}"),
+        ("peak RSS", "java", "hwm_kb", mib, "{:.0f}"),
+        ("RSS after work", "java", "rss_kb", mib, "{:.0f}"),
+        ("RSS after 10 s idle", "java", "idle_rss_kb", mib, "{:.0f}"),
+    ]))
+    if any(flink_runs(a) for a in allocs):
+        def fcol(header, fn, scale, fmt):
+            return (header, None, None, scale, fmt,
+                    lambda c, a="jvmalloc": flink_stat(a, fn))
+        parts.append(table("Flink session|TaskManager of scripts/flink-e2e.sh; MiB, s", [
+            fcol("RSS after job 1", lambda r: r["jobs"][0][2], mib, "{:.0f}"),
+            fcol("RSS after last job", lambda r: r["jobs"][-1][2], mib, "{:.0f}"),
+            fcol("growth job 1 → last", lambda r: r["jobs"][-1][2] - r["jobs"][0][2], mib, "{:.0f}"),
+            fcol("peak RSS", lambda r: max(j[3] for j in r["jobs"]), mib, "{:.0f}"),
+            fcol("total job time", lambda r: sum(j[1] for j in r["jobs"]), 1, "{:.1f}"),
+        ]))
+        charts(parts)
+    text = "\n".join(parts)
+    md = open(md_path).read()
+    begin, end = "<!-- bench.sh begin -->", "<!-- bench.sh end -->"
+    if begin in md:
+        md = md[:md.index(begin) + len(begin)] + "\n" + text + "\n" + md[md.index(end):]
+    else:
+        md += f"\n{begin}\n{text}\n{end}\n"
+    open(md_path, "w").write(md)
+    print(text)
+
+
+def charts(parts):
+    os.makedirs(img, exist_ok=True)
+    data = os.path.join(res, "charts")
+    os.makedirs(data, exist_ok=True)
+    series = []
+    for a in allocs:
+        rs = flink_runs(a)
+        if not rs:
+            continue
+        # RSS over time: the run whose final RSS is the median one.
+        rs_sorted = sorted(rs, key=lambda r: r["jobs"][-1][2])
+        run = rs_sorted[len(rs_sorted) // 2]
+        series.append((a, os.path.join(run["dir"], "rss.tsv")))
+        with open(os.path.join(data, f"{a}.jobs"), "w") as f:
+            for i in range(len(run["jobs"])):
+                vals = [r["jobs"][i][2] for r in rs if len(r["jobs"]) > i]
+                f.write(f"{i + 1}\t{statistics.median(vals) / 1024:.1f}\n")
+    if not series:
+        return
+    plot = lambda fn, using: ", ".join(f'"{p}" using {using} with lines lw 2 title "{a}"' for a, p in fn)
+    script = f"""
+set terminal svg size 900,480 dynamic font "sans,12"
+set key top left
+set grid
+set output "{img}/flink-rss-over-time.svg"
+set title "Flink TaskManager RSS over the session ({len(series)} allocators)"
+set xlabel "seconds since the TaskManager registered"
+set ylabel "RSS (MiB)"
+plot {plot(series, '1:($2/1024)')}
+set output "{img}/flink-rss-after-each-job.svg"
+set title "Flink TaskManager RSS after each batch job (median of runs)"
+set xlabel "batch job"
+set xtics 1
+plot {", ".join(f'"{os.path.join(data, a + ".jobs")}" using 1:2 with linespoints lw 2 title "{a}"' for a, _ in series)}
+"""
+    subprocess.run(["gnuplot"], input=script, text=True, check=True, stderr=subprocess.PIPE)
+    parts.append("![TaskManager RSS over time](img/flink-rss-over-time.svg)\n")
+    parts.append("![TaskManager RSS after each job](img/flink-rss-after-each-job.svg)\n")
+
+
+main()
