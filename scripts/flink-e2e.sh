@@ -218,6 +218,24 @@ PY
     fi
 done
 
+# Under jvmalloc: a dump by plain signal after the last batch job, and what grew since the
+# mid-run dump.
+if [ "$ALLOC" = jvmalloc ]; then
+    count() { ls "$OUT"/stats/taskmanager-*.json 2>/dev/null | wc -l; }
+    before=$(count)
+    kill -USR1 "$TM_PID"
+    for _ in $(seq 100); do
+        [ "$(count)" -gt "$before" ] && break
+        sleep 0.1
+    done
+    [ "$(count)" -gt "$before" ] || fail "no dump after kill -USR1"
+    last=$(ls -t "$OUT"/stats/taskmanager-*.json | head -1)
+    "$ROOT/target/release/jvmalloc" diff "$OUT/stats/mid-run.json" "$last" >"$OUT/stats/diff.txt" ||
+        fail "jvmalloc diff failed"
+    say "what grew between the mid-run dump and the end of the batch jobs ($OUT/stats/diff.txt):"
+    sed -n '/^threads by name/,/^size classes/p' "$OUT/stats/diff.txt" | head -8 >&2
+fi
+
 # --- streaming job with checkpoints ----------------------------------------------------
 flink run -d -m "localhost:$REST_PORT" -c NativeJobs "$JOBJAR" streaming >"$OUT/log/streaming.out" 2>&1 ||
     fail "cannot submit the streaming job; see $OUT/log/streaming.out"

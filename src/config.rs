@@ -484,7 +484,11 @@ impl Config {
         let _ = write!(
             w,
             "narenas:{},dirty_decay_ms:{},muzzy_decay_ms:{},tcache_max:{},oversize_threshold:{}",
-            self.arenas, self.dirty_decay_ms, self.muzzy_decay_ms, self.tcache_max, OVERSIZE_THRESHOLD
+            self.arenas,
+            self.dirty_decay_ms,
+            self.muzzy_decay_ms,
+            self.tcache_max,
+            OVERSIZE_THRESHOLD
         );
         if !self.jemalloc_conf.is_empty() {
             let _ = w.write_str(",");

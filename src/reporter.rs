@@ -65,7 +65,10 @@ pub fn start(cfg: &Config) {
 
 /// Whether this configuration needs the reporter thread at all.
 fn needs_thread(cfg: &Config) -> bool {
-    cfg.stats.signal.is_some() || cfg.stats.interval_s > 0 || cfg.purge.interval_ms > 0
+    cfg.stats.signal.is_some()
+        || cfg.stats.interval_s > 0
+        || cfg.purge.interval_ms > 0
+        || cfg.purge.background_thread
 }
 
 fn open_pipe() -> bool {

@@ -155,9 +155,14 @@ fn registry_overflow_shows_a_row_and_keeps_totals() {
     assert_eq!(d.get("registry").get("capacity").int(), 16);
     assert_eq!(d.get("registry").get("live").int(), 16);
     let un = d.get("unregistered");
-    // 42 threads (main, reporter, 40) for 16 slots: 26 overflow, each holding 64 KiB.
+    // 42 threads (main, reporter, 40) for 16 slots: 26 overflow, each holding 64 KiB. Their
+    // bytes are only known in sum, computed from the totals, so allow one block of drift.
     assert_eq!(un.get("threads").int(), 26, "{un:?}");
-    assert!((un.get("net").int() - 26 * 65536).abs() < 26 * 64, "{un:?}");
+    assert!(
+        (un.get("net").int() - 26 * 65536).abs() <= 65536,
+        "{un:?} {:?}",
+        d.get("reconciliation")
+    );
     let d2 = load(&dir.join("o-2.json"));
     assert_eq!(d2.get("exited").get("threads").int(), 40);
     assert_eq!(d2.get("unregistered").get("threads").int(), 0);

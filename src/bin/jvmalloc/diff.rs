@@ -1,8 +1,9 @@
 //! `jvmalloc diff <old.json> <new.json>`: what grew between two dumps.
 //!
-//! Threads are pooled by name with every run of digits replaced by `N` (all
-//! `Kafka Fetcher N` or `pool-N-thread-N` threads form one row), exited threads are one
-//! row, and the rows are ranked by growth of net bytes; size classes are ranked by growth
+//! Threads are pooled by name: every run of digits that does not follow a letter is
+//! replaced by `N`, so all `Kafka Fetcher N` or `pool-N-thread-N` threads form one row while
+//! `C2 CompilerThre` and `G1 Refine#N` keep the names of what they are; exited threads are
+//! one row, and the rows are ranked by growth of net bytes; size classes are ranked by growth
 //! of live bytes. A leak such as a per-checkpoint map that never shrinks shows up as the
 //! thread pool that allocates it and the size class it fills.
 
@@ -10,20 +11,27 @@ use crate::json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-/// Thread name with digit runs replaced by `N`.
+/// Thread name with each run of digits that does not follow a letter replaced by `N`.
 pub fn pool_name(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
-    let mut in_digits = false;
+    let mut prev: Option<char> = None;
+    let mut pooling = false;
     for c in name.chars() {
         if c.is_ascii_digit() {
-            if !in_digits {
-                out.push('N');
+            let starts_run = !prev.is_some_and(|p| p.is_ascii_digit());
+            if starts_run {
+                pooling = !prev.is_some_and(|p| p.is_alphabetic());
+                if pooling {
+                    out.push('N');
+                }
             }
-            in_digits = true;
+            if !pooling {
+                out.push(c);
+            }
         } else {
             out.push(c);
-            in_digits = false;
         }
+        prev = Some(c);
     }
     out
 }
@@ -132,7 +140,7 @@ pub fn run(old: &Value, new: &Value, top: usize) -> String {
     });
     let _ = writeln!(
         o,
-        "threads by name (digits pooled as N), by growth of net bytes"
+        "threads by name (numbers pooled as N), by growth of net bytes"
     );
     let _ = writeln!(
         o,
@@ -202,5 +210,8 @@ mod tests {
         assert_eq!(super::pool_name("pool-12-thread-3"), "pool-N-thread-N");
         assert_eq!(super::pool_name("Kafka Fetcher 7"), "Kafka Fetcher N");
         assert_eq!(super::pool_name("VM Thread"), "VM Thread");
+        assert_eq!(super::pool_name("C2 CompilerThre"), "C2 CompilerThre");
+        assert_eq!(super::pool_name("G1 Refine#12"), "G1 Refine#N");
+        assert_eq!(super::pool_name("taskmanager_0-m"), "taskmanager_N-m");
     }
 }
