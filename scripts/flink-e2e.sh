@@ -53,6 +53,14 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'say "interrupted"; exit 130' INT TERM
+# Runs a command as a child and waits for it, so that Ctrl-C or TERM is handled at once
+# (bash delays traps while a foreground command runs) and the child is stopped too.
+run_child() {
+    "$@" &
+    local p=$!
+    pids+=("$p")
+    wait "$p"
+}
 
 # --- Flink from PyPI -------------------------------------------------------------------
 if [ ! -f "$FLINK/lib/flink-dist-$FLINK_VERSION.jar" ]; then
@@ -138,7 +146,7 @@ rest() { # GET a REST path, print the JSON
     python3 -c 'import sys, urllib.request; print(urllib.request.urlopen("http://localhost:" + sys.argv[1] + sys.argv[2], timeout=5).read().decode())' "$REST_PORT" "$1"
 }
 flink() { # the Flink CLI
-    FLINK_CONF_DIR=$CONF java $OPENS $(log_opts client) -cp "$FLINK/lib/*" org.apache.flink.client.cli.CliFrontend "$@"
+    FLINK_CONF_DIR=$CONF run_child java $OPENS $(log_opts client) -cp "$FLINK/lib/*" org.apache.flink.client.cli.CliFrontend "$@"
 }
 
 # --- cluster ---------------------------------------------------------------------------
@@ -199,7 +207,7 @@ for j in $(seq "$JOBS"); do
     echo -e "$j\t$(echo "scale=1; $ms / 1000" | bc)\t$(tm_mem)" >>"$OUT/jobs.tsv"
     say "batch job $j/$JOBS ok in ${ms} ms; TaskManager RSS/peak kB: $(tm_mem | tr '\t' '/')"
     if [ "$ALLOC" = jvmalloc ] && [ "$j" = $(((JOBS + 1) / 2)) ]; then
-        "$ROOT/target/release/jvmalloc" dump "$TM_PID" --timeout 30 >"$OUT/stats/mid-run.json" ||
+        run_child "$ROOT/target/release/jvmalloc" dump "$TM_PID" --timeout 30 >"$OUT/stats/mid-run.json" ||
             fail "jvmalloc dump of the TaskManager failed"
         python3 - "$OUT/stats/mid-run.json" <<'PY' || fail "the mid-run dump does not check out"
 import json, sys
@@ -241,7 +249,7 @@ flink run -d -m "localhost:$REST_PORT" -c NativeJobs "$JOBJAR" streaming >"$OUT/
     fail "cannot submit the streaming job; see $OUT/log/streaming.out"
 JOB_ID=$(sed -n 's/.*JobID \([0-9a-f]\{32\}\).*/\1/p' "$OUT/log/streaming.out" | head -1)
 [ -n "$JOB_ID" ] || fail "no job id in $OUT/log/streaming.out"
-sleep "$STREAM_S"
+run_child sleep "$STREAM_S"
 completed=$(rest "/jobs/$JOB_ID/checkpoints" | python3 -c 'import json, sys; print(json.load(sys.stdin)["counts"]["completed"])')
 state=$(rest "/jobs/$JOB_ID" | python3 -c 'import json, sys; print(json.load(sys.stdin)["state"])')
 [ "$state" = RUNNING ] || fail "streaming job is $state, not RUNNING"
