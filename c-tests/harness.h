@@ -80,6 +80,17 @@ static inline int dump_stats(void) {
     return f ? f() : -2;
 }
 
+/* Peak resident set size of this process in KiB (VmHWM), -1 if unknown. */
+static inline long peak_rss_kb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %ld", &v) == 1) break;
+    if (f) fclose(f);
+    return v;
+}
+
 /* xorshift: cheap per-thread random numbers. */
 static inline uint64_t rnd(uint64_t *s) {
     uint64_t x = *s;

@@ -50,16 +50,6 @@ static void *worker(void *arg) {
     return NULL;
 }
 
-static long hwm_kb(void) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long v = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "VmHWM: %ld", &v) == 1) break;
-    if (f) fclose(f);
-    return v;
-}
-
 int main(int argc, char **argv) {
     if (argc > 1) nthreads = atoi(argv[1]);
     if (argc > 2) nops = atol(argv[2]);
@@ -75,6 +65,6 @@ int main(int argc, char **argv) {
         for (int k = 0; k < boxes[i].n; k++) free(boxes[i].items[k]);
     double secs = (b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9;
     printf("threads %d ops %ld seconds %.3f mops_per_s %.2f hwm_kb %ld\n", nthreads,
-           nthreads * nops, secs, nthreads * nops / secs / 1e6, hwm_kb());
+           nthreads * nops, secs, nthreads * nops / secs / 1e6, peak_rss_kb());
     return 0;
 }
