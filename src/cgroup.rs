@@ -6,7 +6,7 @@
 //! the process's own cgroup up to the mount root is read and the smallest limit wins.
 //! cgroup v2 is tried first, v1 second.
 
-use crate::sysfile::{self, parse_u64, trim, Path};
+use crate::sysfile::{self, parse_u64, Path};
 
 /// Values at or above this are v1's way of saying "no limit" (it prints 2^63 rounded down
 /// to a page).
@@ -115,7 +115,7 @@ fn read_in<'b>(dir: &Path, name: &[u8], buf: &'b mut [u8]) -> Option<&'b [u8]> {
     let mut p = Path::new(dir.as_bytes());
     p.push(b"/").push(name);
     let n = sysfile::read(&mut p, buf)?;
-    Some(trim(&buf[..n]))
+    Some(buf[..n].trim_ascii())
 }
 
 fn min_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {

@@ -169,7 +169,7 @@ fn warn(name: &str, raw: &[u8], rest: impl FnOnce(&mut Line) -> fmt::Result) {
 /// Parses an optionally signed decimal integer, with an optional `k`/`m`/`g`/`t` suffix
 /// (binary multiples) when `sizes` is set. Surrounding blanks are ignored.
 pub fn parse_int(raw: &[u8], sizes: bool) -> Option<i64> {
-    let s = sysfile::trim(raw);
+    let s = raw.trim_ascii();
     let (neg, s) = match s {
         [b'-', rest @ ..] => (true, rest),
         [b'+', rest @ ..] => (false, rest),
@@ -198,7 +198,7 @@ fn read_bool(name: &'static str, default: bool) -> bool {
     let Some(raw) = env::get(name) else {
         return default;
     };
-    let t = sysfile::trim(raw);
+    let t = raw.trim_ascii();
     let is = |words: &[&str]| words.iter().any(|w| t.eq_ignore_ascii_case(w.as_bytes()));
     if is(&["1", "true", "yes", "on"]) {
         true
@@ -320,7 +320,7 @@ fn read_format() -> Format {
     let Some(raw) = env::get(NAME) else {
         return Format::Text;
     };
-    let t = sysfile::trim(raw);
+    let t = raw.trim_ascii();
     if t.eq_ignore_ascii_case(b"text") {
         Format::Text
     } else if t.eq_ignore_ascii_case(b"json") {

@@ -15,19 +15,7 @@ pub enum Signal {
 /// Parses `USR1`, `SIGUSR1`, `USR2`, `RTMIN`, `RTMIN+N`, a number naming one of those, or
 /// `off` (any case, blanks ignored).
 pub fn parse_signal(raw: &[u8]) -> Signal {
-    let mut t = raw;
-    while let [b, rest @ ..] = t {
-        if !b.is_ascii_whitespace() {
-            break;
-        }
-        t = rest;
-    }
-    while let [rest @ .., b] = t {
-        if !b.is_ascii_whitespace() {
-            break;
-        }
-        t = rest;
-    }
+    let mut t = raw.trim_ascii();
     if t.len() >= 3 && t[..3].eq_ignore_ascii_case(b"sig") {
         t = &t[3..];
     }

@@ -126,45 +126,19 @@ fn page_size() -> u64 {
 
 /// A thread's current name, `?` if it is gone.
 fn thread_name(tid: u32) -> String {
-    let mut p = Path::new(b"/proc/self/task/");
-    let mut digits = itoa(tid as u64);
-    p.push(digits.bytes()).push(b"/comm");
-    let mut buf = [0u8; 64];
-    match sysfile::read(&mut p, &mut buf) {
-        Some(n) if n > 0 => String::from_utf8_lossy(sysfile::trim(&buf[..n])).into_owned(),
-        _ => "?".to_string(),
-    }
-}
-
-/// Decimal digits of `v` without allocating.
-struct Digits {
-    buf: [u8; 20],
-    start: usize,
-}
-impl Digits {
-    fn bytes(&mut self) -> &[u8] {
-        &self.buf[self.start..]
-    }
-}
-fn itoa(mut v: u64) -> Digits {
-    let mut d = Digits {
-        buf: [0; 20],
-        start: 20,
-    };
-    loop {
-        d.start -= 1;
-        d.buf[d.start] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            return d;
-        }
-    }
+    std::fs::read(format!("/proc/self/task/{tid}/comm"))
+        .ok()
+        .filter(|b| !b.is_empty())
+        .map_or_else(
+            || "?".to_string(),
+            |b| String::from_utf8_lossy(b.trim_ascii()).into_owned(),
+        )
 }
 
 fn process_name() -> String {
     let mut buf = [0u8; 64];
     let n = sysfile::read(&mut Path::new(b"/proc/self/comm"), &mut buf).unwrap_or(0);
-    String::from_utf8_lossy(sysfile::trim(&buf[..n])).into_owned()
+    String::from_utf8_lossy(buf[..n].trim_ascii()).into_owned()
 }
 
 fn mib(name: &CStr) -> Option<Mib> {

@@ -145,7 +145,7 @@ pub fn write_all(fd: i32, mut bytes: &[u8]) {
 
 /// Parses an unsigned decimal number at the start of `s` (after leading blanks).
 pub fn parse_u64(s: &[u8]) -> Option<u64> {
-    let s = trim(s);
+    let s = s.trim_ascii();
     if s.is_empty() {
         return None;
     }
@@ -157,23 +157,4 @@ pub fn parse_u64(s: &[u8]) -> Option<u64> {
         v = v.checked_mul(10)?.checked_add((b - b'0') as u64)?;
     }
     Some(v)
-}
-
-/// Strips ASCII white space at both ends.
-pub fn trim(mut s: &[u8]) -> &[u8] {
-    while let [first, rest @ ..] = s {
-        if first.is_ascii_whitespace() {
-            s = rest;
-        } else {
-            break;
-        }
-    }
-    while let [rest @ .., last] = s {
-        if last.is_ascii_whitespace() {
-            s = rest;
-        } else {
-            break;
-        }
-    }
-    s
 }
