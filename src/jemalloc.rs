@@ -136,7 +136,8 @@ impl Mib {
     }
 }
 
-/// jemalloc's version string.
+/// jemalloc's version string. Like every `mallctl`, the first call initialises jemalloc
+/// (registering its fork handlers) if nothing has yet.
 pub fn version() -> &'static str {
     read::<*const c_char>(c"version")
         // SAFETY: jemalloc returns a pointer to a static NUL-terminated string.

@@ -127,7 +127,13 @@ pub fn init(capacity: usize) {
     CAPACITY.store(capacity, Relaxed);
     SLOTS.store(p.cast(), Release);
     resolve_create();
-    // SAFETY: the handler has the required signature and touches only atomics and TLS.
+    // Child handlers run in the order they were registered (POSIX). jemalloc registers its
+    // own when it initialises; its child handler re-creates the locks that its prepare
+    // handler took. Ours allocates (it starts the child's reporter thread), so jemalloc must
+    // be initialised first, or a child whose thread cache is empty waits on those locks
+    // for ever.
+    jemalloc::version();
+    // SAFETY: the handler has the required signature; see above for the order.
     unsafe { libc::pthread_atfork(None, None, Some(after_fork_child)) };
     register_current();
 }

@@ -84,6 +84,22 @@ fn fork_under_load() {
     assert!(out.stdout.contains("fork: ok"));
 }
 
+/// Without thread caches every allocation takes an arena lock, so a child that allocates
+/// before jemalloc's fork handler has re-created those locks hangs at once. jvmalloc's own
+/// child handler allocates (it starts the child's reporter thread): this pins down that it
+/// runs after jemalloc's.
+#[test]
+fn fork_without_thread_caches() {
+    let p = compile("fork", &[]);
+    let out = run(&p)
+        .arg("100")
+        .env("JVMALLOC_JEMALLOC_CONF", "tcache:false")
+        .timeout(120)
+        .output();
+    out.assert_ok();
+    assert!(out.stdout.contains("fork: ok"));
+}
+
 #[test]
 fn thread_churn() {
     let p = compile("churn", &[]);

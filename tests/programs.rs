@@ -128,3 +128,18 @@ fn shell_pipeline() {
     assert_eq!(out.stdout, "200000 199999 199998 \n1250025000\n");
     assert!(out.stderr.is_empty(), "{}", out.stderr);
 }
+
+/// bash forks for every `$(...)` and runs builtins in the child without exec: each child
+/// allocates at once, in the child of a process that has the `jvmalloc` thread. (pyenv's
+/// `python3` is such a bash script; this once hung there.)
+#[test]
+fn bash_command_substitution() {
+    let out = run("bash")
+        .arg("-c")
+        .arg("n=0; for i in $(seq 1 300); do x=$(echo \"$i$i\"); n=$((n + ${#x})); done; echo $n")
+        .timeout(120)
+        .output();
+    out.assert_ok();
+    // 9 one-digit, 90 two-digit, 201 three-digit numbers, each written twice.
+    assert_eq!(out.stdout, format!("{}\n", 2 * (9 + 90 * 2 + 201 * 3)));
+}
