@@ -64,11 +64,27 @@ pub fn config() -> &'static Config {
 }
 
 /// Runs when the library is loaded: configuration (unless an earlier allocation already
-/// read it), then the thread registry (registering this, the main thread) and the reporter.
+/// read it), then the thread registry (registering this, the main thread), the reporter,
+/// and the fork handler.
 extern "C" fn on_load() {
     let cfg = config();
     crate::threads::init(cfg.stats.threads);
     crate::reporter::start(cfg);
+    // Child handlers run in the order they were registered (POSIX). jemalloc registers its
+    // own when it initialises; its child handler re-creates the locks its prepare handler
+    // took. Ours allocates (it starts the child's reporter thread), so jemalloc must be
+    // initialised first (any mallctl does it), or a child whose thread cache is empty
+    // waits on those locks for ever.
+    jemalloc::version();
+    // SAFETY: a plain extern "C" handler; see above for the order.
+    unsafe { libc::pthread_atfork(None, None, Some(after_fork_child)) };
+}
+
+/// In the child of fork(), after jemalloc's own child handler: the registry and the
+/// reporter are made to match the one thread the child has.
+extern "C" fn after_fork_child() {
+    crate::threads::after_fork_child();
+    crate::reporter::after_fork_child();
 }
 
 #[used]

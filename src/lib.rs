@@ -9,7 +9,9 @@
 //!   `mallctl` family unprefixed.
 //! - [`init`] runs once, at the first allocation or at load, whichever comes first: it reads
 //!   [`config`] (the `JVMALLOC_*` variables, through [`env`]) and hands jemalloc its options
-//!   through [`jemalloc`], which also wraps `mallctl` for the rest of the crate.
+//!   through [`jemalloc`], which also wraps `mallctl` for the rest of the crate. At load it
+//!   starts [`threads`] and [`reporter`] and registers the fork handler that resets both in
+//!   a child (after jemalloc's own, which must re-create its locks first).
 //! - Statistics: [`threads`] interposes `pthread_create` so every thread registers its
 //!   jemalloc byte counters once, at start (nothing is added to the allocation path);
 //!   [`stats`] takes a snapshot (process memory, threads, size classes, arenas),

@@ -127,14 +127,6 @@ pub fn init(capacity: usize) {
     CAPACITY.store(capacity, Relaxed);
     SLOTS.store(p.cast(), Release);
     resolve_create();
-    // Child handlers run in the order they were registered (POSIX). jemalloc registers its
-    // own when it initialises; its child handler re-creates the locks that its prepare
-    // handler took. Ours allocates (it starts the child's reporter thread), so jemalloc must
-    // be initialised first, or a child whose thread cache is empty waits on those locks
-    // for ever.
-    jemalloc::version();
-    // SAFETY: the handler has the required signature; see above for the order.
-    unsafe { libc::pthread_atfork(None, None, Some(after_fork_child)) };
     register_current();
 }
 
@@ -220,7 +212,10 @@ unsafe extern "C" fn on_thread_exit(v: *mut c_void) {
 /// In a child of fork() only the forking thread exists: every other slot is folded into
 /// the exited totals (its TLS was copied, so the counters are still readable), and any
 /// READING state left by a reporter that no longer exists is cleared.
-extern "C" fn after_fork_child() {
+pub fn after_fork_child() {
+    if CAPACITY.load(Relaxed) == 0 {
+        return;
+    }
     // SAFETY: reading our own key's value.
     let me = unsafe { libc::pthread_getspecific(key()) } as usize & !ROUND2;
     for (i, s) in slots().iter().enumerate() {
@@ -238,7 +233,6 @@ extern "C" fn after_fork_child() {
         s.state.store(FREE, Relaxed);
     }
     OVERFLOW_LIVE.store(i64::from(me == OVERFLOW), Relaxed);
-    crate::reporter::after_fork_child();
 }
 
 /// What `pthread_create` passes to the wrapped start routine.
