@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the demo, the test suite and the benchmarks need on a Debian/Ubuntu machine
 # and are missing: a C compiler, a JDK (javac, java, jcmd), python3, git, binutils (nm),
-# util-linux (taskset). Rust (cargo) must already be there (https://rustup.rs).
+# util-linux (taskset), gdb (stacks of a test that hangs). Rust (cargo) must already be
+# there (https://rustup.rs).
 set -euo pipefail
 need=()
 command -v gcc >/dev/null || need+=(gcc libc6-dev)
@@ -10,6 +11,8 @@ command -v python3 >/dev/null || need+=(python3)
 command -v git >/dev/null || need+=(git)
 command -v nm >/dev/null || need+=(binutils)
 command -v taskset >/dev/null || need+=(util-linux)
+# gdb: a test that hangs prints every thread's stack before it is killed.
+command -v gdb >/dev/null || need+=(gdb)
 if ((${#need[@]})); then
     echo "install-deps: installing ${need[*]}"
     sudo=""

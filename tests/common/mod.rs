@@ -232,11 +232,14 @@ pub fn wait_with_timeout(mut child: std::process::Child, timeout: Duration) -> O
             break st;
         }
         if start.elapsed() > timeout {
+            let stacks = stacks_of_group(child.id());
             kill_group(child.id());
             let _ = child.wait();
             let out = String::from_utf8_lossy(&t1.join().unwrap()).into_owned();
             let err = String::from_utf8_lossy(&t2.join().unwrap()).into_owned();
-            panic!("timed out after {timeout:?}\n--- stdout\n{out}\n--- stderr\n{err}");
+            panic!(
+                "timed out after {timeout:?}\n--- stdout\n{out}\n--- stderr\n{err}\n--- stacks\n{stacks}"
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -249,6 +252,44 @@ pub fn wait_with_timeout(mut child: std::process::Child, timeout: Duration) -> O
         stdout: String::from_utf8_lossy(&t1.join().unwrap()).into_owned(),
         stderr: String::from_utf8_lossy(&t2.join().unwrap()).into_owned(),
     }
+}
+
+/// Every thread's stack of every process in group `pgid` (gdb), so that a hang in CI says
+/// where it hangs. The processes are left stopped only while gdb is attached.
+fn stacks_of_group(pgid: u32) -> String {
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|pid: &u32| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // Fields after the parenthesised command: state ppid pgrp ...
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            rest.split_whitespace().nth(2) == Some(&pgid.to_string())
+        })
+        .collect();
+    pids.sort();
+    let mut all = String::new();
+    for pid in pids.into_iter().take(6) {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let bt = Command::new("timeout")
+            .args(["30", "gdb", "-nx", "-batch", "-p", &pid.to_string()])
+            .args(["-ex", "thread apply all bt 30"])
+            .stdin(Stdio::null())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_else(|e| format!("(gdb: {e})\n"));
+        let frames: String = bt
+            .lines()
+            .filter(|l| l.starts_with('#') || l.starts_with("Thread "))
+            .take(200)
+            .map(|l| format!("{}\n", l.chars().take(160).collect::<String>()))
+            .collect();
+        all += &format!("pid {pid}: {cmdline}\n{frames}");
+    }
+    all
 }
 
 pub fn kill_group(pid: u32) {
