@@ -10,8 +10,9 @@
 #    10 s idle, run time of the work.
 # Then jvmalloc's decay trade-off: JVMALLOC_DIRTY_DECAY_MS = 0, 1000, 5000, 10000 on the
 # burst (RSS after burst and after idle) and on c-tests/throughput.c (speed). Last,
-# fork + exec latency (c-tests/forkexec.c): what the purge thread's restart in a forked
-# child costs a child that execs at once.
+# fork + exec latency (c-tests/forkexec.c), from an idle parent and from one with 4 busy
+# allocating threads, with jvmalloc also run without its thread (purge, signal and periodic
+# dumps off): a child that execs at once must not pay for the jvmalloc thread.
 set -euo pipefail
 . "$(dirname "$0")/bench-lib.sh"
 REPEAT=${REPEAT:-3}
@@ -82,13 +83,17 @@ for d in 0 1000 5000 10000; do
     printf "| %s | %.0f | %.0f | %.1f |\n" "$d" "$(median <"$tmp/d$d.after")" "$(median <"$tmp/d$d.idle")" "$(median <"$tmp/d$d.tp")"
 done
 echo
-echo "fork + exec + wait of /bin/true from a process with 4 allocating threads (c-tests/forkexec.c, 300 forks), median of $REPEAT runs' medians:"
+echo "fork + exec + wait of /bin/true (c-tests/forkexec.c, 300 forks), median of $REPEAT runs' medians, µs:"
 echo
-echo "| allocator | median µs |"
-echo "|---|---|"
-for i in "${!names[@]}"; do
+echo "| allocator | idle parent | parent with 4 busy threads |"
+echo "|---|---|---|"
+fnames=("${names[@]}" "jvmalloc, no jvmalloc thread")
+fenvs=("${envs[@]}" "LD_PRELOAD=$LIB JVMALLOC_PURGE_INTERVAL_MS=0 JVMALLOC_STATS_SIGNAL=off")
+for i in "${!fnames[@]}"; do
     for _ in $(seq "$REPEAT"); do
-        env ${envs[$i]} "$BIN/forkexec" 300 | field median_us >>"$tmp/${names[$i]}.fork"
+        for busy in 0 4; do
+            env ${fenvs[$i]} "$BIN/forkexec" 300 $busy | field median_us >>"$tmp/f$i.$busy"
+        done
     done
-    printf "| %s | %.0f |\n" "${names[$i]}" "$(median <"$tmp/${names[$i]}.fork")"
+    printf "| %s | %.0f | %.0f |\n" "${fnames[$i]}" "$(median <"$tmp/f$i.0")" "$(median <"$tmp/f$i.4")"
 done

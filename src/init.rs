@@ -72,16 +72,17 @@ extern "C" fn on_load() {
     crate::reporter::start(cfg);
     // Child handlers run in the order they were registered (POSIX). jemalloc registers its
     // own when it initialises; its child handler re-creates the locks its prepare handler
-    // took. Ours allocates (it starts the child's reporter thread), so jemalloc must be
-    // initialised first (any mallctl does it), or a child whose thread cache is empty
-    // waits on those locks for ever.
+    // took, and until it has run, an allocation that misses the thread cache waits on
+    // them for ever. Ours reads jemalloc's state, so jemalloc is initialised first (any
+    // mallctl does it) and its handler runs before ours.
     jemalloc::version();
     // SAFETY: a plain extern "C" handler; see above for the order.
     unsafe { libc::pthread_atfork(None, None, Some(after_fork_child)) };
 }
 
 /// In the child of fork(), after jemalloc's own child handler: the registry and the
-/// reporter are made to match the one thread the child has.
+/// reporter are made to match the one thread the child has. Nothing here allocates or
+/// starts a thread (see [`crate::reporter::after_fork_child`]).
 extern "C" fn after_fork_child() {
     crate::threads::after_fork_child();
     crate::reporter::after_fork_child();

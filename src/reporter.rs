@@ -23,6 +23,8 @@ static PIPE_W: AtomicI32 = AtomicI32::new(-1);
 static SEQ: AtomicU64 = AtomicU64::new(1);
 static DUMPING: AtomicBool = AtomicBool::new(false);
 static FILE_WARNED: AtomicBool = AtomicBool::new(false);
+/// In a child of fork(): the reporter thread has not been started yet.
+static CHILD_PENDING: AtomicBool = AtomicBool::new(false);
 /// CLOCK_MONOTONIC at load, in nanoseconds.
 static LOADED_NS: AtomicU64 = AtomicU64::new(0);
 
@@ -257,7 +259,11 @@ extern "C" fn at_exit() {
 }
 
 /// In a forked child: no reporter thread and no dump in progress exist; the pipe is shared
-/// with the parent, so the child gets its own, and its own reporter thread.
+/// with the parent, so the child gets its own. Its reporter thread is only started when the
+/// child starts a thread of its own ([`start_in_child`]): a thread in the child would make
+/// every fork + exec slower (exec has to wait for the thread to be scheduled and killed;
+/// about 0.25 ms here, several ms when the parent keeps the CPUs busy), and a child that
+/// stays single-threaded must stay so. Signals that arrive meanwhile wait in the pipe.
 pub fn after_fork_child() {
     DUMPING.store(false, Relaxed);
     let cfg = init::config();
@@ -270,7 +276,15 @@ pub fn after_fork_child() {
         PIPE_W.store(-1, Release);
         open_pipe();
     }
-    spawn_if_needed(cfg);
+    CHILD_PENDING.store(needs_thread(cfg), Release);
+}
+
+/// Starts the reporter thread of a forked child, if it is still owed one. Called as the
+/// child creates a thread (from the interposed `pthread_create`, never from an allocation).
+pub fn start_in_child() {
+    if CHILD_PENDING.load(Acquire) && CHILD_PENDING.swap(false, AcqRel) {
+        spawn_if_needed(init::config());
+    }
 }
 
 /// Writes a statistics dump now, on the calling thread, to the configured destination

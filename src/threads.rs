@@ -263,6 +263,8 @@ pub unsafe extern "C" fn pthread_create(
         return libc::EAGAIN;
     };
     crate::init::ensure();
+    // In a forked child, the first thread it starts brings its reporter thread back.
+    crate::reporter::start_in_child();
     // SAFETY: jemalloc malloc of a small block; checked for NULL below.
     let block = unsafe { je::malloc(core::mem::size_of::<Start>()) }.cast::<Start>();
     if block.is_null() || CAPACITY.load(Relaxed) == 0 {

@@ -40,7 +40,23 @@ fn malloc_trim_after_burst_returns_1_and_rss_drops() {
     assert!(out.stdout.contains("burst: ok"), "{}", out.stdout);
 }
 
-/// The purge thread works again in a child of fork() that does not exec.
+/// A child of fork() has no jvmalloc thread until it starts a thread of its own (so fork +
+/// exec is not slowed down); then it gets one, and a signal that arrived meanwhile is
+/// answered with a dump.
+#[test]
+fn forked_child_gets_its_thread_when_it_starts_one() {
+    let dir = temp_dir("forkchild");
+    let out = run(compile("forkchild", &[]))
+        .arg(&dir)
+        .env("JVMALLOC_STATS_FILE", dir.join("child-%p-%n.txt"))
+        .timeout(120)
+        .output();
+    out.assert_ok();
+    assert!(out.stdout.contains("forkchild: ok"), "{}", out.stdout);
+}
+
+/// The purge thread works again in a child of fork() that does not exec (it starts 32
+/// threads, the first of which brings the jvmalloc thread back).
 #[test]
 fn burst_in_forked_child() {
     let out = run(burst()).args(["fork", "3000"]).timeout(120).output();
