@@ -73,8 +73,8 @@ extern "C" fn on_load() {
     // Child handlers run in the order they were registered (POSIX). jemalloc registers its
     // own when it initialises; its child handler re-creates the locks its prepare handler
     // took, and until it has run, an allocation that misses the thread cache waits on
-    // them for ever. Ours reads jemalloc's state, so jemalloc is initialised first (any
-    // mallctl does it) and its handler runs before ours.
+    // them for ever. So that nothing of ours in the child can reach jemalloc before that,
+    // jemalloc is initialised first (any mallctl does it) and its handler runs before ours.
     jemalloc::version();
     // SAFETY: a plain extern "C" handler; see above for the order.
     unsafe { libc::pthread_atfork(None, None, Some(after_fork_child)) };

@@ -262,7 +262,7 @@ extern "C" fn at_exit() {
 /// with the parent, so the child gets its own. Its reporter thread is only started when the
 /// child starts a thread of its own ([`start_in_child`]): a thread in the child would make
 /// every fork + exec slower (exec has to wait for the thread to be scheduled and killed;
-/// about 0.25 ms here, several ms when the parent keeps the CPUs busy), and a child that
+/// about 0.3 ms here, several ms when the parent keeps the CPUs busy), and a child that
 /// stays single-threaded must stay so. Signals that arrive meanwhile wait in the pipe.
 pub fn after_fork_child() {
     DUMPING.store(false, Relaxed);
