@@ -213,9 +213,6 @@ unsafe extern "C" fn on_thread_exit(v: *mut c_void) {
 /// the exited totals (its TLS was copied, so the counters are still readable), and any
 /// READING state left by a reporter that no longer exists is cleared.
 pub fn after_fork_child() {
-    if CAPACITY.load(Relaxed) == 0 {
-        return;
-    }
     // SAFETY: reading our own key's value.
     let me = unsafe { libc::pthread_getspecific(key()) } as usize & !ROUND2;
     for (i, s) in slots().iter().enumerate() {
