@@ -31,6 +31,7 @@ pub const VARIABLES: &[&str] = &[
     "JVMALLOC_BACKGROUND_THREAD",
     "JVMALLOC_MEMORY_LIMIT",
     "JVMALLOC_PRESSURE_PCT",
+    "JVMALLOC_PROCESSES",
 ];
 
 /// Default arenas per CPU the process may use (see `docs/benchmarks.md`, "Arena count").

@@ -69,26 +69,27 @@ pub fn template_ok(template: &[u8]) -> bool {
 }
 
 /// Expands `%p` (pid), `%n` (dump sequence number), `%t` (unix time) and `%%` in a
-/// `JVMALLOC_STATS_FILE` template. `None` for `seq` or `unix` leaves the escape in place.
-pub fn expand(template: &str, pid: u32, seq: Option<u64>, unix: Option<u64>) -> String {
-    let mut out = String::with_capacity(template.len() + 16);
-    let mut chars = template.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
+/// `JVMALLOC_STATS_FILE` template, byte for byte (paths need not be UTF-8). `None` for
+/// `seq` or `unix` leaves the escape in place; a lone `%` at the end is dropped.
+pub fn expand(template: &[u8], pid: u32, seq: Option<u64>, unix: Option<u64>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(template.len() + 16);
+    let mut bytes = template.iter();
+    while let Some(&c) = bytes.next() {
+        if c != b'%' {
             out.push(c);
             continue;
         }
-        match chars.next() {
-            Some('p') => out.push_str(&pid.to_string()),
-            Some('n') => match seq {
-                Some(v) => out.push_str(&v.to_string()),
-                None => out.push_str("%n"),
+        match bytes.next() {
+            Some(b'p') => out.extend_from_slice(pid.to_string().as_bytes()),
+            Some(b'n') => match seq {
+                Some(v) => out.extend_from_slice(v.to_string().as_bytes()),
+                None => out.extend_from_slice(b"%n"),
             },
-            Some('t') => match unix {
-                Some(v) => out.push_str(&v.to_string()),
-                None => out.push_str("%t"),
+            Some(b't') => match unix {
+                Some(v) => out.extend_from_slice(v.to_string().as_bytes()),
+                None => out.extend_from_slice(b"%t"),
             },
-            Some(other) => out.push(other),
+            Some(&other) => out.push(other),
             None => {}
         }
     }
@@ -122,7 +123,8 @@ mod tests {
         assert!(template_ok(b"/tmp/x-%p-%n-%t-%%.json"));
         assert!(!template_ok(b"/tmp/x-%q"));
         assert!(!template_ok(b"/tmp/x-%"));
-        assert_eq!(expand("a-%p-%n-%t-%%", 7, Some(3), Some(9)), "a-7-3-9-%");
-        assert_eq!(expand("a-%p-%n", 7, None, None), "a-7-%n");
+        assert_eq!(expand(b"a-%p-%n-%t-%%", 7, Some(3), Some(9)), b"a-7-3-9-%");
+        assert_eq!(expand(b"a-%p-%n", 7, None, None), b"a-7-%n");
+        assert_eq!(expand(b"\xff/%p", 1, None, None), b"\xff/1");
     }
 }

@@ -233,12 +233,13 @@ fn write_file(path: &str, bytes: &[u8]) -> std::io::Result<()> {
 
 fn write_dump(cfg: &Config, seq: u64, unix: u64, bytes: &[u8]) -> bool {
     if let Some(template) = cfg.stats.file {
-        let path = names::expand(
-            &String::from_utf8_lossy(template),
+        let path = String::from_utf8_lossy(&names::expand(
+            template,
             std::process::id(),
             Some(seq),
             Some(unix),
-        );
+        ))
+        .into_owned();
         match write_file(&path, bytes) {
             Ok(()) => return true,
             Err(e) => {

@@ -54,10 +54,16 @@ pub fn compile(name: &str, extra: &[&str]) -> PathBuf {
     }
     let src = root().join("c-tests").join(format!("{name}.c"));
     let shared = extra.contains(&"-shared");
-    let out = work_dir().join(if shared {
-        format!("lib{name}.so")
+    // `hostile/fdreuse` builds `<work>/hostile/fdreuse` (or `<work>/hostile/libfdreuse.so`).
+    let (dir, base) = match name.rsplit_once('/') {
+        Some((d, b)) => (work_dir().join(d), b),
+        None => (work_dir(), name),
+    };
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join(if shared {
+        format!("lib{base}.so")
     } else {
-        name.to_string()
+        base.to_string()
     });
     let output = Command::new("gcc")
         .args(["-O1", "-g", "-Wall", "-fno-builtin", "-pthread"])
@@ -129,6 +135,9 @@ pub fn run(program: impl AsRef<std::ffi::OsStr>) -> Run {
             cmd.env_remove(k);
         }
     }
+    // The test programs are not called `java`: put every process in scope (the jvmalloc
+    // thread, the signal handler, dumps) unless a test asks for the default scope.
+    cmd.env("JVMALLOC_PROCESSES", "*");
     Run {
         cmd,
         timeout: Duration::from_secs(120),
@@ -160,6 +169,11 @@ impl Run {
     }
     pub fn stdin(mut self, data: &[u8]) -> Self {
         self.stdin = Some(data.to_vec());
+        self
+    }
+    /// Leave `JVMALLOC_PROCESSES` unset: the library's default scope (only `java`).
+    pub fn default_scope(mut self) -> Self {
+        self.cmd.env_remove("JVMALLOC_PROCESSES");
         self
     }
     /// Run under plain glibc malloc (no preload).

@@ -88,7 +88,9 @@ pub fn run(pid: u32, timeout: Duration) -> Result<String, String> {
     match file {
         Some(template) => {
             let cwd = fs::read_link(proc_dir.join("cwd")).unwrap_or_else(|_| PathBuf::from("/"));
-            let full = names::expand(&template, pid, None, None);
+            let full =
+                String::from_utf8_lossy(&names::expand(template.as_bytes(), pid, None, None))
+                    .into_owned();
             let full = cwd.join(full);
             let dir = full.parent().unwrap_or(Path::new("/")).to_path_buf();
             let pattern = full
