@@ -60,7 +60,7 @@ static void *worker(void *arg) {
 
 static int child(const char *dir) {
     CHECK(threads_named(NULL) == 1, "the child has %d threads, not 1", threads_named(NULL));
-    raise(SIGUSR1); /* no reporter yet: the byte waits in the pipe, the child lives on */
+    raise(SIGUSR1); /* no reporter yet: the request waits, the child lives on */
     void *p = malloc(1 << 20);
     memset(p, 1, 1 << 20);
     free(p);
@@ -82,7 +82,8 @@ int main(int argc, char **argv) {
     CHECK(argc == 2, "usage: forkchild DIR");
     if (argc != 2) return finish("forkchild");
     CHECK(expect_jvmalloc(), "runs under jvmalloc only (it sends SIGUSR1)");
-    CHECK(wait_for_thread("jvmalloc"), "no jvmalloc thread in the parent");
+    start_one_thread();
+    CHECK(wait_for_thread("jvmalloc"), "no jvmalloc thread in the parent after it started a thread");
     pid_t pid = fork();
     if (pid == 0) _exit(child(argv[1]));
     int st = 0;

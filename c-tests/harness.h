@@ -7,6 +7,7 @@
 #define JVMALLOC_HARNESS_H
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <pthread.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,6 +29,14 @@ static int failures;
 
 /* SIGALRM's default action ends the process: a hang becomes "killed by signal 14". */
 static inline void watchdog(unsigned seconds) { alarm(seconds); }
+
+/* Starts and joins one thread. jvmalloc starts its own thread with the program's first
+ * thread; a test program that is otherwise single-threaded calls this to get it. */
+static void *harness_nothing(void *arg) { return arg; }
+static inline void start_one_thread(void) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, harness_nothing, NULL) == 0) pthread_join(t, NULL);
+}
 
 static inline int finish(const char *name) {
     if (failures) {

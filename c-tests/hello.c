@@ -1,9 +1,31 @@
 /* Allocates a little, prints jemalloc's effective options (read back with mallctl) and
- * "hello ok". Used by the configuration tests. */
+ * "hello ok". Used by the configuration tests. `hello threaded MS` first starts a thread
+ * (so the process gets its jvmalloc thread), sleeps MS milliseconds, and prints the names
+ * of its threads. */
 #include "harness.h"
+#include <dirent.h>
 #include <sys/types.h>
 
-int main(void) {
+static void print_thread_names(void) {
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char path[64], name[32] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f && fgets(name, sizeof name, f)) printf("thread %s", name);
+        if (f) fclose(f);
+    }
+    if (d) closedir(d);
+}
+
+int main(int argc, char **argv) {
+    if (argc == 3 && strcmp(argv[1], "threaded") == 0) {
+        start_one_thread();
+        usleep(atol(argv[2]) * 1000);
+        print_thread_names();
+    }
     char *p = malloc(1000);
     strcpy(p, "hello");
     mallctl_fn ctl = find_mallctl();

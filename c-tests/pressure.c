@@ -18,6 +18,7 @@ static void grow_hold_free(long grow_mib, long hold_ms) {
 
 int main(int argc, char **argv) {
     watchdog(120);
+    start_one_thread(); /* the guard runs on the jvmalloc thread */
     long grow = argc > 1 ? atol(argv[1]) : 60, hold = argc > 2 ? atol(argv[2]) : 2500;
     long base = rss_bytes();
     grow_hold_free(grow, hold);

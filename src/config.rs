@@ -7,7 +7,7 @@
 
 use crate::diag::Line;
 use crate::names::{self, Signal};
-use crate::{cgroup, env, sysfile};
+use crate::{cgroup, env, scope, sysfile};
 use core::fmt::{self, Write};
 
 /// Every variable jvmalloc reads. Any other `JVMALLOC_*` variable gets a warning (a typo
@@ -53,6 +53,11 @@ pub enum ArenasFrom {
 /// The effective configuration.
 #[derive(Clone, Copy, Debug)]
 pub struct Config {
+    /// Whether this process gets the active parts (thread, handler, dumps): it is in
+    /// `JVMALLOC_PROCESSES` and not in secure-execution mode. See [`crate::scope`].
+    pub active: bool,
+    /// `JVMALLOC_PROCESSES` (or its default).
+    pub processes: &'static [u8],
     pub arenas: u64,
     pub arenas_from: ArenasFrom,
     pub dirty_decay_ms: i64,
@@ -82,6 +87,16 @@ pub struct PurgeConfig {
     pub pressure_pct: u64,
 }
 
+impl PurgeConfig {
+    /// Out of scope: no purge thread, so no timers.
+    const OFF: PurgeConfig = PurgeConfig {
+        interval_ms: 0,
+        idle_ms: 0,
+        background_thread: false,
+        pressure_pct: 0,
+    };
+}
+
 /// Format of statistics dumps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -104,6 +119,19 @@ pub struct StatsConfig {
     pub top: usize,
     /// Slots in the thread registry.
     pub threads: usize,
+}
+
+impl StatsConfig {
+    /// Out of scope: no dumps, no registry.
+    const OFF: StatsConfig = StatsConfig {
+        signal: None,
+        interval_s: 0,
+        at_exit: false,
+        file: None,
+        format: Format::Text,
+        top: 30,
+        threads: 0,
+    };
 }
 
 /// How a numeric variable is read.
@@ -167,8 +195,32 @@ fn warn(name: &str, raw: &[u8], rest: impl FnOnce(&mut Line) -> fmt::Result) {
     let _ = rest(&mut l);
 }
 
-/// Parses an optionally signed decimal integer, with an optional `k`/`m`/`g`/`t` suffix
-/// (binary multiples) when `sizes` is set. Surrounding blanks are ignored.
+/// Units accepted after a size, any case, with or without blanks before them: Flink's
+/// (`4gb`, `4096 mb`, `1 gibibytes`) and the usual short forms (`4g`, `4G`, `4GiB`).
+/// All are binary multiples, as in Flink and the JVM's `-Xmx`.
+const SIZE_UNITS: &[(&str, u32)] = &[
+    ("b", 0),
+    ("bytes", 0),
+    ("k", 10),
+    ("kb", 10),
+    ("kib", 10),
+    ("kibibytes", 10),
+    ("m", 20),
+    ("mb", 20),
+    ("mib", 20),
+    ("mebibytes", 20),
+    ("g", 30),
+    ("gb", 30),
+    ("gib", 30),
+    ("gibibytes", 30),
+    ("t", 40),
+    ("tb", 40),
+    ("tib", 40),
+    ("tebibytes", 40),
+];
+
+/// Parses an optionally signed decimal integer; when `sizes` is set, a unit of
+/// [`SIZE_UNITS`] may follow. Surrounding blanks are ignored.
 pub fn parse_int(raw: &[u8], sizes: bool) -> Option<i64> {
     let s = raw.trim_ascii();
     let (neg, s) = match s {
@@ -176,20 +228,20 @@ pub fn parse_int(raw: &[u8], sizes: bool) -> Option<i64> {
         [b'+', rest @ ..] => (false, rest),
         _ => (false, s),
     };
-    let (digits, mult) = match s {
-        [rest @ .., c] if sizes && c.is_ascii_alphabetic() => {
-            let shift = match c.to_ascii_lowercase() {
-                b'k' => 10,
-                b'm' => 20,
-                b'g' => 30,
-                b't' => 40,
-                _ => return None,
-            };
-            (rest, 1u64 << shift)
-        }
-        _ => (s, 1),
+    let ndigits = s.iter().take_while(|b| b.is_ascii_digit()).count();
+    let (digits, unit) = s.split_at(ndigits);
+    let unit = unit.trim_ascii_start();
+    let shift = if unit.is_empty() {
+        0
+    } else if sizes {
+        SIZE_UNITS
+            .iter()
+            .find(|(u, _)| unit.eq_ignore_ascii_case(u.as_bytes()))?
+            .1
+    } else {
+        return None;
     };
-    let v = sysfile::parse_u64(digits)?.checked_mul(mult)?;
+    let v = sysfile::parse_u64(digits)?.checked_mul(1u64 << shift)?;
     let v = i64::try_from(v).ok()?;
     Some(if neg { -v } else { v })
 }
@@ -244,24 +296,45 @@ fn read_raw_conf() -> &'static [u8] {
     b""
 }
 
-/// `JVMALLOC_MEMORY_LIMIT` (bytes, `k`/`m`/`g`/`t` suffixes) or the cgroup limit.
+/// `JVMALLOC_MEMORY_LIMIT` (a size) or the cgroup limit. `0` and `-1` mean "no
+/// override"; a bare number below 1 MiB is taken for a forgotten unit and refused.
 fn read_memory_limit() -> (Option<u64>, &'static str) {
-    let n = Num {
-        name: "JVMALLOC_MEMORY_LIMIT",
-        default: -1,
-        min: 1 << 20,
-        max: i64::MAX,
-        sizes: true,
-    };
-    if env::get(n.name).is_some() {
-        let v = n.read();
-        if v > 0 {
-            return (Some(v as u64), "JVMALLOC_MEMORY_LIMIT");
-        }
-    }
-    match cgroup::memory_limit() {
+    const NAME: &str = "JVMALLOC_MEMORY_LIMIT";
+    let fallback = || match cgroup::memory_limit() {
         Some(l) => (Some(l), "cgroup"),
         None => (None, "none"),
+    };
+    let Some(raw) = env::get(NAME) else {
+        return fallback();
+    };
+    let bare = raw.trim_ascii().iter().all(u8::is_ascii_digit);
+    match parse_int(raw, true) {
+        Some(0 | -1) => fallback(),
+        Some(v) if v >= 1 << 20 => (Some(v as u64), NAME),
+        Some(v) if bare && v > 0 => {
+            let (limit, from) = fallback();
+            warn(NAME, raw, |l| {
+                write!(l, " is below 1 MiB; did you mean {v}m? ")?;
+                used_instead(l, limit, from)
+            });
+            (limit, from)
+        }
+        _ => {
+            let (limit, from) = fallback();
+            warn(NAME, raw, |l| {
+                l.write_str(" is not a size of at least 1 MiB (e.g. 4g, 4096m, 4gb); ")?;
+                used_instead(l, limit, from)
+            });
+            (limit, from)
+        }
+    }
+}
+
+/// The end of a memory-limit warning: what is used instead.
+fn used_instead(l: &mut Line, limit: Option<u64>, from: &str) -> fmt::Result {
+    match limit {
+        Some(v) => write!(l, "using the {from} limit, {v} bytes"),
+        None => l.write_str("using no limit"),
     }
 }
 
@@ -356,9 +429,34 @@ fn default_arenas() -> (u64, ArenasFrom) {
     (n, ArenasFrom::Cpus { affinity, quota })
 }
 
-/// Reads every variable. Called once, by `init`.
+/// Reads `JVMALLOC_PROCESSES`: patterns of executable names (see [`crate::scope`]).
+fn read_processes() -> &'static [u8] {
+    const NAME: &str = "JVMALLOC_PROCESSES";
+    let Some(raw) = env::get(NAME) else {
+        return scope::DEFAULT;
+    };
+    if scope::list_ok(raw) {
+        return raw;
+    }
+    warn(NAME, raw, |l| {
+        l.write_str(
+            " is not a comma-separated list of executable names (no '/'; * and ? match); \
+             using java (the default)",
+        )
+    });
+    scope::DEFAULT
+}
+
+/// Reads every variable. Called once, by `init`. A process out of scope reads only the
+/// allocator's variables: it warns about nothing else and reads no cgroup memory limit.
 pub fn load() -> Config {
-    check_unknown();
+    let secure = env::secure();
+    let processes = read_processes();
+    let mut exe = [0u8; 256];
+    let active = !secure && scope::matches(processes, scope::executable_name(&mut exe));
+    if active {
+        check_unknown();
+    }
     let (derived, from) = default_arenas();
     let arenas_num = Num {
         name: "JVMALLOC_ARENAS",
@@ -372,7 +470,11 @@ pub fn load() -> Config {
     } else {
         from
     };
-    let (memory_limit, memory_limit_from) = read_memory_limit();
+    let (memory_limit, memory_limit_from) = if active {
+        read_memory_limit()
+    } else {
+        (None, "none")
+    };
     let decay = |name| Num {
         name,
         default: 0,
@@ -380,7 +482,14 @@ pub fn load() -> Config {
         max: 86_400_000,
         sizes: false,
     };
+    let (purge, stats) = if active {
+        (read_purge(), read_stats())
+    } else {
+        (PurgeConfig::OFF, StatsConfig::OFF)
+    };
     Config {
+        active,
+        processes,
         arenas: arenas_num.read() as u64,
         arenas_from,
         dirty_decay_ms: decay("JVMALLOC_DIRTY_DECAY_MS").read_or(DIRTY_DECAY_MS_DEFAULT),
@@ -397,63 +506,73 @@ pub fn load() -> Config {
         verbose: read_bool("JVMALLOC_VERBOSE", false),
         memory_limit,
         memory_limit_from,
-        purge: PurgeConfig {
-            interval_ms: Num {
-                name: "JVMALLOC_PURGE_INTERVAL_MS",
-                default: PURGE_INTERVAL_MS_DEFAULT,
-                min: 0,
-                max: 3_600_000,
-                sizes: false,
-            }
-            .read() as u64,
-            idle_ms: Num {
-                name: "JVMALLOC_PURGE_IDLE_MS",
-                default: PURGE_IDLE_MS_DEFAULT,
-                min: 0,
-                max: 86_400_000,
-                sizes: false,
-            }
-            .read() as u64,
-            background_thread: read_bool("JVMALLOC_BACKGROUND_THREAD", false),
-            pressure_pct: Num {
-                name: "JVMALLOC_PRESSURE_PCT",
-                default: 90,
-                min: 0,
-                max: 100,
-                sizes: false,
-            }
-            .read() as u64,
-        },
-        stats: StatsConfig {
-            signal: read_signal(),
-            interval_s: Num {
-                name: "JVMALLOC_STATS_INTERVAL_S",
-                default: 0,
-                min: 0,
-                max: 86_400,
-                sizes: false,
-            }
-            .read() as u64,
-            at_exit: read_bool("JVMALLOC_STATS_AT_EXIT", false),
-            file: read_stats_file(),
-            format: read_format(),
-            top: Num {
-                name: "JVMALLOC_STATS_TOP",
-                default: 30,
-                min: 1,
-                max: 100_000,
-                sizes: false,
-            }
-            .read() as usize,
-            threads: Num {
-                name: "JVMALLOC_STATS_THREADS",
-                default: 4096,
-                min: 16,
-                max: 1 << 20,
-                sizes: false,
-            }
-            .read() as usize,
-        },
+        purge,
+        stats,
+    }
+}
+
+/// Giving memory back, for a process in scope.
+fn read_purge() -> PurgeConfig {
+    PurgeConfig {
+        interval_ms: Num {
+            name: "JVMALLOC_PURGE_INTERVAL_MS",
+            default: PURGE_INTERVAL_MS_DEFAULT,
+            min: 0,
+            max: 3_600_000,
+            sizes: false,
+        }
+        .read() as u64,
+        idle_ms: Num {
+            name: "JVMALLOC_PURGE_IDLE_MS",
+            default: PURGE_IDLE_MS_DEFAULT,
+            min: 0,
+            max: 86_400_000,
+            sizes: false,
+        }
+        .read() as u64,
+        background_thread: read_bool("JVMALLOC_BACKGROUND_THREAD", false),
+        pressure_pct: Num {
+            name: "JVMALLOC_PRESSURE_PCT",
+            default: 90,
+            min: 0,
+            max: 100,
+            sizes: false,
+        }
+        .read() as u64,
+    }
+}
+
+/// Dumps, for a process in scope.
+fn read_stats() -> StatsConfig {
+    StatsConfig {
+        signal: read_signal(),
+        interval_s: Num {
+            name: "JVMALLOC_STATS_INTERVAL_S",
+            default: 0,
+            min: 0,
+            max: 86_400,
+            sizes: false,
+        }
+        .read() as u64,
+        at_exit: read_bool("JVMALLOC_STATS_AT_EXIT", false),
+        file: read_stats_file(),
+        format: read_format(),
+        top: Num {
+            name: "JVMALLOC_STATS_TOP",
+            default: 30,
+            min: 1,
+            max: 100_000,
+            sizes: false,
+        }
+        .read() as usize,
+        threads: Num {
+            name: "JVMALLOC_STATS_THREADS",
+            default: 4096,
+            min: 16,
+            max: 1 << 20,
+            sizes: false,
+        }
+        .read() as usize,
     }
 }
 
@@ -504,6 +623,13 @@ impl Config {
         let mut opts = [0u8; 1024];
         let opts = self.jemalloc_options(&mut opts);
         let mut l = Line::new();
+        let _ = l.write_str("processes=");
+        l.quoted(self.processes, 128);
+        let _ = l.write_str(if self.active {
+            " (in scope) "
+        } else {
+            " (out of scope: allocator only) "
+        });
         let _ = write!(l, "arenas={} (", self.arenas);
         let _ = match self.arenas_from {
             ArenasFrom::Variable => l.write_str("JVMALLOC_ARENAS"),
@@ -556,5 +682,69 @@ impl Write for Buf<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         self.push(s.as_bytes());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn sizes_in_every_spelling() {
+        let g4 = Some(4i64 << 30);
+        for s in [
+            "4gb",
+            "4 GB",
+            "4g",
+            "4G",
+            "4GiB",
+            "4096 mb",
+            "4096m",
+            "4294967296",
+            " 4 gibibytes ",
+        ] {
+            assert_eq!(parse_int(s.as_bytes(), true), g4, "{s}");
+        }
+        assert_eq!(parse_int(b"32k", true), Some(32 << 10));
+        assert_eq!(parse_int(b"-1", true), Some(-1));
+        assert_eq!(parse_int(b"12 bytes", true), Some(12));
+        for bad in [
+            "",
+            "g",
+            "4 x",
+            "4gg",
+            "4.5g",
+            "4 g b",
+            "99999999999t",
+            "--1",
+        ] {
+            assert_eq!(parse_int(bad.as_bytes(), true), None, "{bad}");
+        }
+        // Units only where sizes are meant.
+        assert_eq!(parse_int(b"4g", false), None);
+        assert_eq!(parse_int(b" 42 ", false), Some(42));
+    }
+
+    proptest! {
+        #[test]
+        fn parse_int_never_panics(raw in proptest::collection::vec(any::<u8>(), 0..40), sizes: bool) {
+            let _ = parse_int(&raw, sizes);
+        }
+
+        #[test]
+        fn numbers_round_trip(n in 0i64..=i64::MAX, neg: bool) {
+            let v = if neg { -n } else { n };
+            prop_assert_eq!(parse_int(v.to_string().as_bytes(), false), Some(v));
+            prop_assert_eq!(parse_int(v.to_string().as_bytes(), true), Some(v));
+        }
+
+        #[test]
+        fn units_multiply(n in 0i64..(1 << 20), unit in 0usize..SIZE_UNITS.len(), blank: bool, upper: bool) {
+            let (name, shift) = SIZE_UNITS[unit];
+            let name = if upper { name.to_ascii_uppercase() } else { name.to_string() };
+            let text = format!("{n}{}{name}", if blank { " " } else { "" });
+            prop_assert_eq!(parse_int(text.as_bytes(), true), Some(n << shift));
+        }
     }
 }

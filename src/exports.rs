@@ -7,9 +7,13 @@
 //! rounding one that is not a power of two up; `posix_memalign` returns EINVAL unless the
 //! alignment is a power of two multiple of `sizeof(void *)`, and leaves `*memptr` alone on
 //! failure. Nothing here allocates through itself, locks, or panics.
+//!
+//! An allocation made by jvmalloc's initialising thread while it initialises (see
+//! [`crate::init`]) comes from [`crate::boot`]'s static heap; `free` ignores such blocks and
+//! `realloc` moves them to jemalloc.
 #![allow(clippy::missing_safety_doc)] // The C contracts are glibc's; see docs/glibc-api.md.
 
-use crate::init;
+use crate::{boot, init};
 use core::ffi::{c_int, c_void};
 use tikv_jemalloc_sys as je;
 
@@ -37,13 +41,18 @@ fn page_size() -> usize {
 
 #[inline(always)]
 fn do_malloc(size: usize) -> Ptr {
-    init::ensure();
+    if !init::ready() {
+        return boot::alloc(size, 1);
+    }
     // SAFETY: jemalloc's malloc accepts any size and reports failure as NULL + ENOMEM.
     unsafe { je::malloc(size) }
 }
 
 #[inline(always)]
 unsafe fn do_free(p: Ptr) {
+    if boot::owns(p) {
+        return;
+    }
     // One lookup of this thread's errno slot, kept across the call.
     let slot = errno_slot();
     // SAFETY: the slot is this thread's errno, valid for the thread's life.
@@ -56,7 +65,15 @@ unsafe fn do_free(p: Ptr) {
 
 #[inline(always)]
 fn do_calloc(n: usize, size: usize) -> Ptr {
-    init::ensure();
+    if !init::ready() {
+        return match n.checked_mul(size) {
+            Some(total) => boot::alloc(total, 1),
+            None => {
+                set_errno(libc::ENOMEM);
+                core::ptr::null_mut()
+            }
+        };
+    }
     // SAFETY: jemalloc's calloc checks `n * size` for overflow (NULL + ENOMEM).
     unsafe { je::calloc(n, size) }
 }
@@ -71,6 +88,15 @@ unsafe fn do_realloc(p: Ptr, size: usize) -> Ptr {
         unsafe { do_free(p) };
         return core::ptr::null_mut();
     }
+    if boot::owns(p) {
+        let q = do_malloc(size);
+        if !q.is_null() {
+            let n = boot::size_of(p).min(size);
+            // SAFETY: `p` holds at least `n` bytes, `q` at least `size` >= n; distinct blocks.
+            unsafe { core::ptr::copy_nonoverlapping(p.cast::<u8>(), q.cast::<u8>(), n) };
+        }
+        return q;
+    }
     init::ensure();
     // SAFETY: `p` is live and `size > 0`; on failure jemalloc leaves `p` intact.
     unsafe { je::realloc(p, size) }
@@ -82,9 +108,11 @@ fn do_memalign(align: usize, size: usize) -> Ptr {
         set_errno(libc::EINVAL);
         return core::ptr::null_mut();
     }
-    init::ensure();
     // A power of two from 1 to 2^63: next_power_of_two cannot overflow here.
     let align = align.max(1).next_power_of_two();
+    if !init::ready() {
+        return boot::alloc(size, align);
+    }
     // SAFETY: `align` is a power of two; jemalloc reports failure as NULL + ENOMEM.
     unsafe { je::aligned_alloc(align, size) }
 }
@@ -150,10 +178,13 @@ pub unsafe extern "C" fn posix_memalign(out: *mut Ptr, align: usize, size: usize
     if align == 0 || !align.is_multiple_of(word) || !(align / word).is_power_of_two() {
         return libc::EINVAL;
     }
-    init::ensure();
     let e = errno();
-    // SAFETY: `align` is a power of two.
-    let p = unsafe { je::aligned_alloc(align, size) };
+    let p = if init::ready() {
+        // SAFETY: `align` is a power of two.
+        unsafe { je::aligned_alloc(align, size) }
+    } else {
+        boot::alloc(size, align)
+    };
     set_errno(e);
     if p.is_null() {
         return libc::ENOMEM;
@@ -194,6 +225,9 @@ pub unsafe extern "C" fn pvalloc(size: usize) -> Ptr {
 pub unsafe extern "C" fn malloc_usable_size(p: Ptr) -> usize {
     if p.is_null() {
         return 0;
+    }
+    if boot::owns(p) {
+        return boot::size_of(p);
     }
     // SAFETY: `p` is a live pointer from this allocator (caller's contract).
     unsafe { je::malloc_usable_size(p) }

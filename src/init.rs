@@ -1,22 +1,33 @@
 //! One-time initialisation, safe to reach from the first `malloc` of the process.
 //!
 //! Another library's constructor (libstdc++'s exception pool, for one) or the dynamic loader
-//! may call `malloc` before jvmalloc's own constructor runs. Every exported entry point
-//! therefore calls [`ensure`] first: one atomic load on the fast path. The first caller reads
-//! the configuration and hands jemalloc its options before jemalloc initialises; a thread
-//! that arrives meanwhile waits (the work involves no allocation and no lock, so it ends).
+//! may call `malloc` before jvmalloc's own constructor runs. Every exported allocation
+//! function therefore calls [`ready`] first: one atomic load on the fast path. The first
+//! caller reads the configuration (raw system calls only, nothing that allocates), hands
+//! jemalloc its options and initialises jemalloc. Another thread that arrives meanwhile
+//! waits; the initialising thread itself, re-entering because something jemalloc's
+//! initialisation calls was interposed by an allocating library, is told "not ready" and
+//! served from [`crate::boot`] instead of waiting for itself.
+//!
+//! At load ([`on_load`]), a process in scope (see [`crate::scope`]) also gets the thread
+//! registry, the signal handler and the fork handler; everything else gets the allocator
+//! alone.
 
 use crate::config::{self, Config};
+use crate::diag::say;
 use crate::jemalloc;
 use core::cell::UnsafeCell;
+use core::ffi::{c_void, CStr};
 use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 const UNINIT: u8 = 0;
 const RUNNING: u8 = 1;
 const DONE: u8 = 2;
 
 static STATE: AtomicU8 = AtomicU8::new(UNINIT);
+/// The kernel thread id of the thread initialising (0 before anyone does).
+static INIT_TID: AtomicU32 = AtomicU32::new(0);
 
 struct ConfigCell(UnsafeCell<MaybeUninit<Config>>);
 // SAFETY: written once by the thread that moves STATE from UNINIT to RUNNING, read only
@@ -24,34 +35,56 @@ struct ConfigCell(UnsafeCell<MaybeUninit<Config>>);
 unsafe impl Sync for ConfigCell {}
 static CONFIG: ConfigCell = ConfigCell(UnsafeCell::new(MaybeUninit::uninit()));
 
-/// Makes sure jvmalloc is configured. Cheap after the first call.
+fn raw_gettid() -> u32 {
+    // SAFETY: gettid has no preconditions; a raw system call does not enter the C library.
+    unsafe { libc::syscall(libc::SYS_gettid) as u32 }
+}
+
+/// Whether jemalloc may serve this thread now; initialises on the first call. `false` only
+/// for the initialising thread re-entering during initialisation: serve it from
+/// [`crate::boot`].
+#[inline(always)]
+pub fn ready() -> bool {
+    STATE.load(Ordering::Acquire) == DONE || slow()
+}
+
+/// Makes sure jvmalloc is configured, for entry points other than allocation (a re-entrant
+/// call during initialisation goes on with jemalloc as it is).
 #[inline(always)]
 pub fn ensure() {
-    if STATE.load(Ordering::Acquire) != DONE {
-        slow();
-    }
+    let _ = ready();
 }
 
 #[cold]
 #[inline(never)]
-fn slow() {
+fn slow() -> bool {
+    let me = raw_gettid();
     match STATE.compare_exchange(UNINIT, RUNNING, Ordering::Acquire, Ordering::Acquire) {
         Ok(_) => {
+            INIT_TID.store(me, Ordering::Relaxed);
             let cfg = config::load();
             let mut buf = [0u8; 1024];
             jemalloc::set_options(cfg.jemalloc_options(&mut buf));
             // SAFETY: we won the race (see ConfigCell); nobody reads CONFIG before DONE.
             unsafe { (*CONFIG.0.get()).write(cfg) };
+            // jemalloc initialises on its first call (any mallctl). Whatever it calls that
+            // comes back to malloc on this thread finds STATE at RUNNING and our tid, and
+            // is served from the bootstrap heap rather than re-entering jemalloc's own
+            // initialisation.
+            jemalloc::version();
             STATE.store(DONE, Ordering::Release);
             if cfg.verbose {
                 cfg.print();
             }
+            true
         }
+        Err(_) if INIT_TID.load(Ordering::Relaxed) == me => false,
         Err(_) => {
             while STATE.load(Ordering::Acquire) != DONE {
                 // SAFETY: sched_yield has no preconditions.
                 unsafe { libc::sched_yield() };
             }
+            true
         }
     }
 }
@@ -59,23 +92,65 @@ fn slow() {
 /// The effective configuration.
 pub fn config() -> &'static Config {
     ensure();
-    // SAFETY: STATE is DONE, so CONFIG was written and is never written again.
+    // SAFETY: either STATE is DONE, or this is the initialising thread re-entering from
+    // jemalloc's initialisation, which `slow` starts only after writing CONFIG
+    // (`config::load` itself reaches no exported function). CONFIG is never written again.
     unsafe { (*CONFIG.0.get()).assume_init_ref() }
 }
 
+/// Where `malloc` resolves when it is not jvmalloc's (another allocator preloaded before
+/// it), as the path of the library that defines it; 0 when it is ours or unknown.
+static FOREIGN_MALLOC: AtomicUsize = AtomicUsize::new(0);
+
+/// The library whose `malloc` the program uses instead of jvmalloc's, if any.
+pub fn foreign_malloc() -> Option<&'static CStr> {
+    let p = FOREIGN_MALLOC.load(Ordering::Relaxed);
+    // SAFETY: a non-zero value is dladdr's dli_fname: a NUL-terminated string owned by the
+    // dynamic loader for as long as the library stays loaded (preloads never unload).
+    (p != 0).then(|| unsafe { CStr::from_ptr(p as *const libc::c_char) })
+}
+
+/// Checks that the program's `malloc` is ours; says once on stderr when it is not.
+fn check_malloc_binding() {
+    // SAFETY: dlsym with a NUL-terminated name; called from the constructor, not from
+    // malloc (it may allocate, which is fine once initialised).
+    let sym = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"malloc".as_ptr()) };
+    let ours = crate::exports::malloc as *const () as *mut c_void;
+    if sym.is_null() || sym == ours {
+        return;
+    }
+    // SAFETY: zeroed Dl_info is a valid out-parameter for dladdr.
+    let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
+    // SAFETY: `sym` is an address in a loaded object; `info` is a valid out-pointer.
+    let found = unsafe { libc::dladdr(sym, &mut info) } != 0 && !info.dli_fname.is_null();
+    let name = if found {
+        info.dli_fname
+    } else {
+        c"an unknown library".as_ptr()
+    };
+    FOREIGN_MALLOC.store(name as usize, Ordering::Relaxed);
+    say!(
+        "malloc resolves to {}, not to jvmalloc (another allocator is preloaded before it): \
+         the program's memory bypasses jvmalloc and its statistics describe only its own",
+        foreign_malloc().map_or("?".into(), |c| c.to_string_lossy())
+    );
+}
+
 /// Runs when the library is loaded: configuration (unless an earlier allocation already
-/// read it), then the thread registry (registering this, the main thread), the reporter,
-/// and the fork handler.
+/// read it); in a process in scope, the thread registry (registering this, the main
+/// thread), the signal handler, and the fork handler.
 extern "C" fn on_load() {
     let cfg = config();
+    if !cfg.active {
+        return;
+    }
     crate::threads::init(cfg.stats.threads);
     crate::reporter::start(cfg);
-    // Child handlers run in the order they were registered (POSIX). jemalloc registers its
-    // own when it initialises; its child handler re-creates the locks its prepare handler
-    // took, and until it has run, an allocation that misses the thread cache waits on
-    // them for ever. So that nothing of ours in the child can reach jemalloc before that,
-    // jemalloc is initialised first (any mallctl does it) and its handler runs before ours.
-    jemalloc::version();
+    check_malloc_binding();
+    // Child handlers run in the order they were registered (POSIX). jemalloc registered its
+    // own when it initialised (in `slow`, before this), and its child handler re-creates
+    // the locks its prepare handler took: ours runs after it, so nothing of ours in the
+    // child can reach jemalloc before that.
     // SAFETY: a plain extern "C" handler; see above for the order.
     unsafe { libc::pthread_atfork(None, None, Some(after_fork_child)) };
 }

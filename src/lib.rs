@@ -2,26 +2,33 @@
 //!
 //! How the modules fit:
 //! - [`exports`] is the C allocation API (`malloc`, `free`, ... and glibc's `__libc_*`
-//!   names) that replaces glibc's; every entry point calls [`init::ensure`] and forwards to
+//!   names) that replaces glibc's; every entry point calls [`init::ready`] and forwards to
 //!   jemalloc, keeping glibc's contracts (errno, overflow, alignment, `realloc(p, 0)`).
+//!   Allocations that re-enter while jvmalloc initialises come from [`boot`].
 //! - [`mgmt`] answers glibc's management calls (`malloc_trim`, `mallinfo2`, `malloc_info`,
 //!   `malloc_stats`, `mallopt`) from jemalloc's figures; [`introspect`] exports jemalloc's
 //!   `mallctl` family unprefixed.
 //! - [`init`] runs once, at the first allocation or at load, whichever comes first: it reads
-//!   [`config`] (the `JVMALLOC_*` variables, through [`env`]) and hands jemalloc its options
-//!   through [`jemalloc`], which also wraps `mallctl` for the rest of the crate. At load it
-//!   starts [`threads`] and [`reporter`] and registers the fork handler that resets both in
-//!   a child (after jemalloc's own, which must re-create its locks first).
+//!   [`config`] (the `JVMALLOC_*` variables, through [`env`], which reads nothing in
+//!   secure-execution mode) with raw system calls only, and hands jemalloc its options
+//!   through [`jemalloc`], which also wraps `mallctl` for the rest of the crate.
+//! - [`scope`] decides which processes get the active parts (`JVMALLOC_PROCESSES`, by
+//!   default `java`); every other process that inherits `LD_PRELOAD` gets the allocator
+//!   alone. In a process in scope, [`init`] sets up [`threads`] and [`reporter`] at load
+//!   and registers the fork handler that resets both in a child.
 //! - Statistics: [`threads`] interposes `pthread_create` so every thread registers its
-//!   jemalloc byte counters once, at start (nothing is added to the allocation path);
-//!   [`stats`] takes a snapshot (process memory, threads, size classes, arenas),
-//!   [`report`] renders it as text or JSON, and [`reporter`] owns the signal handler and the
-//!   `jvmalloc` thread that writes dumps.
+//!   jemalloc byte counters once, at start (nothing is added to the allocation path), and
+//!   counts the program's threads so the process ends when the last one does; [`stats`]
+//!   takes a snapshot (process memory, threads, size classes, arenas), [`report`] renders
+//!   it as text or JSON, [`dumpfile`] writes it to a file safely, and [`reporter`] owns the
+//!   signal handler and the `jvmalloc` thread (started with the program's first thread)
+//!   that writes dumps. They wait on [`futex`] words, never on descriptors.
 //! - Giving memory back: [`purge`] lets arenas decay every purge interval and purges them
 //!   when the process goes idle; [`guard`] purges and reports when RSS nears the memory
 //!   limit. Both run on the `jvmalloc` thread.
 //! - [`cgroup`] finds the CPUs and memory the process may use; [`sysfile`] and [`diag`] read
-//!   files and write stderr lines with stack buffers only.
+//!   files and write stderr lines with stack buffers and raw system calls only; [`clock`]
+//!   reads the monotonic clock.
 //!
 //! Rules for everything reachable from an exported allocation function: no allocation
 //! through ourselves, no lock, no panic, no stdio, no `std::env`, no Rust thread-locals.
@@ -29,11 +36,15 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod boot;
 mod cgroup;
+mod clock;
 mod config;
 mod diag;
+mod dumpfile;
 mod env;
 mod exports;
+mod futex;
 mod guard;
 mod init;
 mod introspect;
@@ -43,6 +54,7 @@ mod names;
 mod purge;
 mod report;
 mod reporter;
+mod scope;
 mod stats;
 mod sysfile;
 mod threads;

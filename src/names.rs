@@ -127,4 +127,38 @@ mod tests {
         assert_eq!(expand(b"a-%p-%n", 7, None, None), b"a-7-%n");
         assert_eq!(expand(b"\xff/%p", 1, None, None), b"\xff/1");
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(raw in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = parse_signal(&raw);
+            let _ = template_ok(&raw);
+            let _ = expand(&raw, 1, Some(2), Some(3));
+            let _ = expand(&raw, 1, None, None);
+        }
+
+        #[test]
+        fn templates_without_escapes_are_kept_byte_for_byte(
+            raw in proptest::collection::vec(any::<u8>().prop_filter("no %", |b| *b != b'%'), 0..64)
+        ) {
+            prop_assert!(template_ok(&raw));
+            prop_assert_eq!(expand(&raw, 7, Some(1), Some(2)), raw);
+        }
+
+        #[test]
+        fn escapes_expand_and_unknown_ones_are_refused(pid: u32, seq: u64, unix: u64, c: u8) {
+            let t = [b'x', b'%', c];
+            let ok = matches!(c, b'p' | b'n' | b't' | b'%');
+            prop_assert_eq!(template_ok(&t), ok);
+            let want = match c {
+                b'p' => format!("x{pid}").into_bytes(),
+                b'n' => format!("x{seq}").into_bytes(),
+                b't' => format!("x{unix}").into_bytes(),
+                _ => vec![b'x', c],
+            };
+            prop_assert_eq!(expand(&t, pid, Some(seq), Some(unix)), want);
+        }
+    }
 }

@@ -66,6 +66,13 @@ fn text(s: &Snapshot) -> String {
         iso_time(s.unix_time),
         s.uptime_s
     );
+    if let Some(lib) = &s.foreign_malloc {
+        let _ = writeln!(
+            o,
+            "WARNING: malloc resolves to {lib}, not to jvmalloc: the program's allocations \
+             bypass jvmalloc, and the figures below describe only jvmalloc's own"
+        );
+    }
     let _ = writeln!(
         o,
         "memory                                         bytes        MiB"
@@ -286,6 +293,11 @@ fn json(s: &Snapshot) -> String {
         iso_time(s.unix_time),
         s.uptime_s
     );
+    o.push_str(",\"foreign_malloc\":");
+    match &s.foreign_malloc {
+        Some(lib) => js(&mut o, lib),
+        None => o.push_str("null"),
+    }
     let _ =
         write!(
         o,

@@ -1,71 +1,75 @@
 //! The `jvmalloc` thread: turns signals, timers and calls into statistics dumps, and runs
 //! the purge and the pressure guard ([`crate::purge`], [`crate::guard`]) on their timer.
 //!
-//! The signal handler only writes one byte to a non-blocking pipe (async-signal-safe; a
-//! full pipe means a dump is already pending, so a burst of signals coalesces) and then
-//! calls the handler that was installed before ours, if it was a function. The reporter
-//! thread, started at load with every signal blocked, waits on that pipe and on the
-//! periodic-dump timer, then builds and writes the dump. `jvmalloc_dump_stats()` and the
-//! at-exit dump build it on the calling thread instead. One dump is written at a time.
+//! Only processes in scope get any of this ([`crate::scope`]). There, at load, the signal
+//! handler is installed and an at-exit hook registered; the thread itself starts with the
+//! program's first thread ([`start_lazily`], from the interposed `pthread_create`), so a
+//! program that never starts a thread never gets one. The handler counts a request and
+//! posts a futex ([`crate::futex::Event`]: async-signal-safe, no descriptor), then calls
+//! the handler that was installed before it, with that handler's own mask. The thread,
+//! started with every signal blocked, waits on the futex and on its timers, then builds
+//! and writes the dump. A request that no thread has served yet (a program that is still
+//! single-threaded, or that exits right after the signal) is written at exit.
+//!
+//! When the program's last thread exits, [`stop_for_last_thread`] ends this thread first,
+//! so that the process ends as it would without the library (see [`crate::threads`]).
 
+use crate::clock::monotonic_ns;
 use crate::config::Config;
 use crate::diag::say;
+use crate::futex::{Event, Lock};
 use crate::guard::Guard;
 use crate::purge::Purger;
 use crate::{init, names, report, stats};
 use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_void};
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering::*};
-use std::io::Write;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
 
-static PIPE_R: AtomicI32 = AtomicI32::new(-1);
-static PIPE_W: AtomicI32 = AtomicI32::new(-1);
+/// Wakes the thread: a dump request or a stop.
+static WAKE: Event = Event::new();
+/// Dump requests (signals) not yet served.
+static REQUESTS: AtomicU32 = AtomicU32::new(0);
+/// Set by [`stop_for_last_thread`]: the thread returns at its next wake-up.
+static STOP: AtomicBool = AtomicBool::new(false);
 static SEQ: AtomicU64 = AtomicU64::new(1);
-static DUMPING: AtomicBool = AtomicBool::new(false);
+/// One dump at a time.
+static DUMPING: Lock = Lock::new();
 static FILE_WARNED: AtomicBool = AtomicBool::new(false);
-/// In a child of fork(): the reporter thread has not been started yet.
-static CHILD_PENDING: AtomicBool = AtomicBool::new(false);
 /// CLOCK_MONOTONIC at load, in nanoseconds.
 static LOADED_NS: AtomicU64 = AtomicU64::new(0);
 
+/// The thread's state.
+const IDLE: u8 = 0;
+const STARTING: u8 = 1;
+const RUNNING: u8 = 2;
+/// It could not be started; not tried again.
+const FAILED: u8 = 3;
+static STATE: AtomicU8 = AtomicU8::new(IDLE);
+/// The thread's `pthread_t` while RUNNING (joinable).
+static HANDLE: AtomicUsize = AtomicUsize::new(0);
+
 struct OldAction(UnsafeCell<libc::sigaction>);
-// SAFETY: written once in `install_handler` before the handler that reads it is
-// installed; read-only afterwards.
+// SAFETY: written once, by the sigaction call that installs our handler (the kernel stores
+// the old action there); read-only afterwards.
 unsafe impl Sync for OldAction {}
 // SAFETY: sigaction is plain old data; all-zero is SIG_DFL with no flags.
 static OLD_ACTION: OldAction = OldAction(UnsafeCell::new(unsafe { core::mem::zeroed() }));
-
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 fn uptime_s() -> f64 {
     (monotonic_ns() - LOADED_NS.load(Relaxed)) as f64 / 1e9
 }
 
-/// Sets up dumps as configured: handler, reporter thread, at-exit hook. Called at load.
+/// Sets up dumps in a process in scope: the handler and the at-exit hook. Called at load.
 pub fn start(cfg: &Config) {
     LOADED_NS.store(monotonic_ns(), Relaxed);
-    let s = &cfg.stats;
-    if let Some(sig) = s.signal {
-        if open_pipe() {
-            install_handler(sig);
-        }
+    if let Some(sig) = cfg.stats.signal {
+        install_handler(sig);
     }
-    spawn_if_needed(cfg);
-    if s.at_exit {
-        // SAFETY: registers a plain extern "C" function.
-        unsafe { libc::atexit(at_exit) };
-    }
+    // SAFETY: registers a plain extern "C" function.
+    unsafe { libc::atexit(at_exit) };
 }
 
-/// Whether this configuration needs the reporter thread at all.
+/// Whether this configuration needs the thread at all.
 fn needs_thread(cfg: &Config) -> bool {
     cfg.stats.signal.is_some()
         || cfg.stats.interval_s > 0
@@ -73,34 +77,28 @@ fn needs_thread(cfg: &Config) -> bool {
         || cfg.purge.background_thread
 }
 
-fn open_pipe() -> bool {
-    let mut fds = [-1; 2];
-    // SAFETY: `fds` has room for two descriptors.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
-        say!("cannot create the statistics pipe; dumps on signal are off");
-        return false;
-    }
-    PIPE_R.store(fds[0], Relaxed);
-    PIPE_W.store(fds[1], Release);
-    true
-}
-
 extern "C" fn on_signal(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
-    // SAFETY: errno slot of this thread; saved and restored around our write.
-    let saved = unsafe { *libc::__errno_location() };
-    let fd = PIPE_W.load(Acquire);
-    if fd >= 0 {
-        // SAFETY: write(2) is async-signal-safe; a full pipe (EAGAIN) is fine.
-        unsafe { libc::write(fd, b"s".as_ptr().cast(), 1) };
-    }
-    // SAFETY: restoring errno.
-    unsafe { *libc::__errno_location() = saved };
-    // SAFETY: OLD_ACTION was written before this handler was installed.
+    REQUESTS.fetch_add(1, Release);
+    WAKE.post();
+    // SAFETY: OLD_ACTION was written before this handler could run (or is still zeroed,
+    // SIG_DFL, in the instant of the installing call).
     let old = unsafe { &*OLD_ACTION.0.get() };
     let h = old.sa_sigaction;
     if h == libc::SIG_DFL || h == libc::SIG_IGN {
         return;
     }
+    // The previous handler runs as the kernel would have run it: with its own sa_mask
+    // blocked, and the signal itself unless it asked for SA_NODEFER.
+    // SAFETY: sigset_t is plain data; sigaddset and pthread_sigmask are async-signal-safe.
+    let saved = unsafe {
+        let mut mask = old.sa_mask;
+        if old.sa_flags & libc::SA_NODEFER == 0 {
+            libc::sigaddset(&mut mask, sig);
+        }
+        let mut saved: libc::sigset_t = core::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, &mask, &mut saved);
+        saved
+    };
     if old.sa_flags & libc::SA_SIGINFO != 0 {
         // SAFETY: the previous handler was installed with SA_SIGINFO, so it has this type.
         let f: extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) =
@@ -111,31 +109,43 @@ extern "C" fn on_signal(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void
         let f: extern "C" fn(c_int) = unsafe { core::mem::transmute(h) };
         f(sig);
     }
+    // SAFETY: restores the mask this handler started with.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &saved, core::ptr::null_mut()) };
 }
 
+/// Installs the handler with one `sigaction` call that also saves the previous action.
+/// Our handler blocks nothing extra and may nest (it only counts and posts), so the
+/// previous handler's own mask and flags decide what is blocked when it runs.
 fn install_handler(sig: c_int) {
-    // SAFETY: zeroed sigaction is valid; fields are then set; OLD_ACTION is written before
-    // the new handler can run (sigaction stores the old action first, atomically).
+    // SAFETY: a zeroed sigaction is valid; its fields are then set. The kernel writes the
+    // previous action into OLD_ACTION as it installs ours.
     unsafe {
         let mut act: libc::sigaction = core::mem::zeroed();
         act.sa_sigaction = on_signal as *const () as usize;
-        act.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | libc::SA_ONSTACK;
-        libc::sigfillset(&mut act.sa_mask);
-        libc::sigaction(sig, core::ptr::null(), OLD_ACTION.0.get());
-        if libc::sigaction(sig, &act, core::ptr::null_mut()) != 0 {
+        act.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | libc::SA_ONSTACK | libc::SA_NODEFER;
+        libc::sigemptyset(&mut act.sa_mask);
+        if libc::sigaction(sig, &act, OLD_ACTION.0.get()) != 0 {
             say!("cannot install the statistics signal handler for signal {sig}");
         }
     }
 }
 
-/// Starts the reporter thread with every signal blocked (it inherits the mask).
-fn spawn_if_needed(cfg: &Config) {
-    if !needs_thread(cfg) {
+/// Starts the thread if this process needs one and does not have it yet. Called from the
+/// interposed `pthread_create`, never from an allocation.
+pub fn start_lazily() {
+    if STATE.load(Acquire) != IDLE || !needs_thread(init::config()) {
         return;
     }
-    // SAFETY: sigset_t is plain data; we block all signals around the spawn and restore
-    // the caller's mask afterwards.
-    unsafe {
+    if STATE
+        .compare_exchange(IDLE, STARTING, AcqRel, Relaxed)
+        .is_err()
+    {
+        return;
+    }
+    STOP.store(false, Relaxed);
+    // SAFETY: sigset_t is plain data; every signal is blocked around the spawn (the new
+    // thread inherits that mask) and the caller's mask is restored afterwards.
+    let spawned = unsafe {
         let mut all: libc::sigset_t = core::mem::zeroed();
         let mut old: libc::sigset_t = core::mem::zeroed();
         libc::sigfillset(&mut all);
@@ -145,15 +155,55 @@ fn spawn_if_needed(cfg: &Config) {
             .stack_size(256 << 10)
             .spawn(run);
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut());
-        if r.is_err() {
-            say!("cannot start the jvmalloc reporter thread; dumps on signal and periodic dumps are off");
+        r
+    };
+    match spawned {
+        Ok(h) => {
+            use std::os::unix::thread::JoinHandleExt;
+            // Kept joinable: the program's last thread joins it.
+            HANDLE.store(h.into_pthread_t() as usize, Relaxed);
+            STATE.store(RUNNING, Release);
+        }
+        Err(_) => {
+            STATE.store(FAILED, Release);
+            say!("cannot start the jvmalloc thread; dumps on signal, periodic dumps and purging are off");
         }
     }
 }
 
-/// The reporter thread's loop: dumps on signal and on the dump timer; purge and pressure
-/// checks on the purge timer.
+/// Called by the program's last thread as it exits: ends the `jvmalloc` thread and waits
+/// for it (at most 10 s, if it is in the middle of writing a dump), so that the process
+/// ends when that thread does, as without the library.
+pub fn stop_for_last_thread() {
+    if STATE.load(Acquire) != RUNNING {
+        return;
+    }
+    STOP.store(true, Release);
+    WAKE.post();
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer; the handle is our joinable thread, joined once
+    // (only the last program thread gets here, and STATE leaves RUNNING below).
+    let joined = unsafe {
+        libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts);
+        ts.tv_sec += 10;
+        libc::pthread_timedjoin_np(
+            HANDLE.load(Relaxed) as libc::pthread_t,
+            core::ptr::null_mut(),
+            &ts,
+        )
+    } == 0;
+    if joined {
+        STATE.store(IDLE, Release);
+    }
+}
+
+/// The thread's loop: dumps on signal and on the dump timer; purge and pressure checks on
+/// the purge timer.
 fn run() {
+    crate::threads::uncount_current();
     let cfg = init::config();
     let dump_every = cfg.stats.interval_s * 1_000_000_000;
     let purge_every = cfg.purge.interval_ms * 1_000_000;
@@ -163,29 +213,12 @@ fn run() {
     let mut next_dump = (dump_every > 0).then(|| now + dump_every);
     let mut next_purge = (purge_every > 0).then(|| now + purge_every);
     loop {
-        let fd = PIPE_R.load(Acquire);
         let next = [next_dump, next_purge].into_iter().flatten().min();
-        let timeout_ms: c_int = match next {
-            None => -1,
-            Some(t) => {
-                (t.saturating_sub(monotonic_ns()) / 1_000_000).min(c_int::MAX as u64) as c_int
-            }
-        };
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd (fd may be -1, which poll ignores).
-        let r = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
-        let mut dump = false;
-        if r > 0 && pfd.revents & libc::POLLIN != 0 {
-            let mut buf = [0u8; 256];
-            // Drain: many signals, one dump.
-            // SAFETY: reading into a local buffer from our non-blocking pipe.
-            while unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
-            dump = true;
+        WAKE.wait(next.map(|t| t.saturating_sub(monotonic_ns())));
+        if STOP.load(Acquire) {
+            return;
         }
+        let mut dump = REQUESTS.swap(0, AcqRel) > 0;
         let now = monotonic_ns();
         if next_purge.is_some_and(|t| now >= t) {
             next_purge = Some(now + purge_every);
@@ -203,48 +236,31 @@ fn run() {
 }
 
 /// Builds a dump on the calling thread and writes it where configured. Returns whether it
-/// was written to its configured destination.
+/// was written to its configured destination. Waits (asleep) while another dump is being
+/// written.
 pub fn dump_now() -> bool {
     let cfg = init::config();
-    while DUMPING
-        .compare_exchange(false, true, Acquire, Relaxed)
-        .is_err()
-    {
-        std::thread::yield_now();
-    }
+    let _one_at_a_time = DUMPING.lock();
     let seq = SEQ.fetch_add(1, Relaxed);
     let snap = stats::take(seq, cfg, uptime_s());
     let text = report::render(&snap, cfg.stats.format);
-    let ok = write_dump(cfg, seq, snap.unix_time, text.as_bytes());
-    DUMPING.store(false, Release);
-    ok
-}
-
-fn write_file(path: &str, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = format!("{path}.tmp.{}", std::process::id());
-    let res = std::fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(bytes))
-        .and_then(|_| std::fs::rename(&tmp, path));
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res
+    write_dump(cfg, seq, snap.unix_time, text.as_bytes())
 }
 
 fn write_dump(cfg: &Config, seq: u64, unix: u64, bytes: &[u8]) -> bool {
     if let Some(template) = cfg.stats.file {
-        let path = String::from_utf8_lossy(&names::expand(
-            template,
-            std::process::id(),
-            Some(seq),
-            Some(unix),
-        ))
-        .into_owned();
-        match write_file(&path, bytes) {
+        let path = names::expand(template, std::process::id(), Some(seq), Some(unix));
+        match crate::dumpfile::write(&path, bytes) {
             Ok(()) => return true,
             Err(e) => {
                 if !FILE_WARNED.swap(true, Relaxed) {
-                    say!("cannot write statistics to \"{path}\" ({e}); writing them to stderr");
+                    let mut l = crate::diag::Line::new();
+                    let _ = core::fmt::Write::write_str(&mut l, "cannot write statistics to ");
+                    l.quoted(&path, 256);
+                    let _ = core::fmt::Write::write_fmt(
+                        &mut l,
+                        format_args!(" ({e}); writing them to stderr"),
+                    );
                 }
             }
         }
@@ -255,36 +271,28 @@ fn write_dump(cfg: &Config, seq: u64, unix: u64, bytes: &[u8]) -> bool {
     true
 }
 
+/// At exit: a request no thread has served yet, and the at-exit dump if configured (one
+/// dump for both).
 extern "C" fn at_exit() {
-    dump_now();
-}
-
-/// In a forked child: no reporter thread and no dump in progress exist; the pipe is shared
-/// with the parent, so the child gets its own. Its reporter thread is only started when the
-/// child starts a thread of its own ([`start_in_child`]): a thread in the child would make
-/// every fork + exec slower (exec has to wait for the thread to be scheduled and killed;
-/// about 0.3 ms here, several ms when the parent keeps the CPUs busy), and a child that
-/// stays single-threaded must stay so. Signals that arrive meanwhile wait in the pipe.
-pub fn after_fork_child() {
-    DUMPING.store(false, Relaxed);
-    let cfg = init::config();
-    if PIPE_W.load(Relaxed) >= 0 {
-        // SAFETY: closing our own descriptors (the copies in this process).
-        unsafe {
-            libc::close(PIPE_R.load(Relaxed));
-            libc::close(PIPE_W.load(Relaxed));
-        }
-        PIPE_W.store(-1, Release);
-        open_pipe();
+    let pending = REQUESTS.swap(0, AcqRel) > 0;
+    if pending || init::config().stats.at_exit {
+        dump_now();
     }
-    CHILD_PENDING.store(needs_thread(cfg), Release);
 }
 
-/// Starts the reporter thread of a forked child, if it is still owed one. Called as the
-/// child creates a thread (from the interposed `pthread_create`, never from an allocation).
-pub fn start_in_child() {
-    if CHILD_PENDING.load(Acquire) && CHILD_PENDING.swap(false, AcqRel) {
-        spawn_if_needed(init::config());
+/// In a forked child: the thread, and any dump in progress, stayed in the parent. The
+/// child gets its own thread when it starts a thread of its own ([`start_lazily`]): a
+/// thread in every child would slow each fork + exec (exec has to wait for it to be
+/// scheduled and killed), and a child that stays single-threaded must stay so. Requests
+/// the parent had not served are the parent's.
+pub fn after_fork_child() {
+    DUMPING.reset();
+    REQUESTS.store(0, Relaxed);
+    WAKE.take();
+    STOP.store(false, Relaxed);
+    HANDLE.store(0, Relaxed);
+    if STATE.load(Relaxed) != FAILED {
+        STATE.store(IDLE, Relaxed);
     }
 }
 

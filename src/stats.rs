@@ -56,6 +56,8 @@ pub struct Snapshot {
     pub process: String,
     pub unix_time: u64,
     pub uptime_s: f64,
+    /// The library the program's `malloc` resolves to when it is not jvmalloc.
+    pub foreign_malloc: Option<String>,
     pub rss: u64,
     pub totals: Totals,
     /// Bytes parked in thread caches: counted as allocated by jemalloc, as freed by the
@@ -302,6 +304,7 @@ pub fn take(seq: u64, config: &Config, uptime_s: f64) -> Snapshot {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         uptime_s,
+        foreign_malloc: crate::init::foreign_malloc().map(|c| c.to_string_lossy().into_owned()),
         rss,
         totals,
         tcache,

@@ -1,8 +1,10 @@
-//! Files and descriptors through raw `open`/`read`/`write`, with buffers on the stack.
+//! Files and descriptors through raw system calls, with buffers on the stack.
 //!
 //! Used by code that runs before jvmalloc is initialised or on behalf of `malloc` (reading
 //! cgroup files, `/proc/self/*`, writing to stderr): nothing here allocates, takes a lock
-//! or touches stdio.
+//! or touches stdio. The kernel is reached with `syscall(2)`, never through the C library's
+//! `open`/`read`/`write` symbols: another preloaded library may interpose those and
+//! allocate, which during initialisation would re-enter jvmalloc.
 
 /// A NUL-terminated path of at most 511 bytes, built on the stack.
 pub struct Path {
@@ -50,25 +52,36 @@ impl Path {
 fn open_read(path: &mut Path) -> Option<i32> {
     let p = path.c_ptr()?;
     // SAFETY: `p` points to a NUL-terminated string inside `path`, alive for the call.
-    let fd = unsafe { libc::open(p, libc::O_RDONLY | libc::O_CLOEXEC) };
-    (fd >= 0).then_some(fd)
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat,
+            libc::AT_FDCWD,
+            p,
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    (fd >= 0).then_some(fd as i32)
+}
+
+fn interrupted() -> bool {
+    // SAFETY: __errno_location returns this thread's errno slot; reading it is safe.
+    unsafe { *libc::__errno_location() == libc::EINTR }
 }
 
 fn read_some(fd: i32, buf: &mut [u8]) -> isize {
     loop {
         // SAFETY: `buf` is a valid writable buffer of `buf.len()` bytes.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        // SAFETY: __errno_location returns this thread's errno slot; reading it is safe.
-        if n < 0 && unsafe { *libc::__errno_location() } == libc::EINTR {
+        let n = unsafe { libc::syscall(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()) };
+        if n < 0 && interrupted() {
             continue;
         }
-        return n;
+        return n as isize;
     }
 }
 
 fn close(fd: i32) {
-    // SAFETY: `fd` was returned by `open` in this module and is closed once.
-    unsafe { libc::close(fd) };
+    // SAFETY: `fd` was opened in this module and is closed once.
+    unsafe { libc::syscall(libc::SYS_close, fd) };
 }
 
 /// Reads the start of a file into `buf`; returns the number of bytes read, or `None` when the
@@ -131,10 +144,9 @@ pub fn for_each_line(path: &mut Path, mut f: impl FnMut(&[u8]) -> bool) -> bool 
 pub fn write_all(fd: i32, mut bytes: &[u8]) {
     while !bytes.is_empty() {
         // SAFETY: `bytes` is a valid readable buffer of `bytes.len()` bytes.
-        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        let n = unsafe { libc::syscall(libc::SYS_write, fd, bytes.as_ptr(), bytes.len()) };
         if n < 0 {
-            // SAFETY: reading this thread's errno slot.
-            if unsafe { *libc::__errno_location() } == libc::EINTR {
+            if interrupted() {
                 continue;
             }
             return;

@@ -14,12 +14,26 @@
 //! before taking the slot away, because the counters live in the owner's TLS, which is
 //! freed when the thread is gone. A thread that finds the registry full is counted as
 //! overflow; its bytes appear in the dump's "unregistered" row, computed from the totals.
+//!
+//! The same key tells the process's lifetime: glibc ends a process when its last thread
+//! exits, and the `jvmalloc` thread must not count. Every thread of the program (the main
+//! thread, and each thread created through the interposed `pthread_create`) is counted in
+//! [`PROGRAM_THREADS`]; the `jvmalloc` thread takes itself out. When the count falls to
+//! zero in a thread's destructor, that thread is the program's last: it stops and joins
+//! the `jvmalloc` thread ([`crate::reporter::stop_for_last_thread`]), so that glibc's own
+//! count reaches zero as the thread leaves and the process exits exactly as it would
+//! without the library.
+//!
+//! Only processes in scope ([`crate::scope`]) set any of this up; elsewhere the interposed
+//! `pthread_create` calls the C library's at once.
 
 use crate::jemalloc;
 use core::ffi::{c_int, c_void};
 use core::ptr::null_mut;
 use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
-use core::sync::atomic::{AtomicI64, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize};
+use core::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize,
+};
 use tikv_jemalloc_sys as je;
 
 const FREE: u8 = 0;
@@ -46,11 +60,19 @@ static EXITED_FREED: AtomicU64 = AtomicU64::new(0);
 /// Live threads that found no free slot.
 static OVERFLOW_LIVE: AtomicI64 = AtomicI64::new(0);
 static KEY: AtomicU32 = AtomicU32::new(u32::MAX);
+/// Whether KEY exists (the process is in scope and the key could be created).
+static KEYED: AtomicBool = AtomicBool::new(false);
+/// Live threads of the program: the main thread, and threads created through our
+/// `pthread_create` that have not yet finished exiting; not the `jvmalloc` thread.
+static PROGRAM_THREADS: AtomicUsize = AtomicUsize::new(1);
 
-/// Key values: slot index + 1; OVERFLOW for threads without a slot. ROUND2 marks the
-/// second destructor round (see `on_thread_exit`).
-const OVERFLOW: usize = usize::MAX >> 1;
+/// Key values: the slot part is slot index + 1, OVERFLOW for a thread that found the
+/// registry full, 0 without a registry. COUNTED marks a thread counted in PROGRAM_THREADS;
+/// ROUND2 marks the second destructor round (see `on_thread_exit`).
 const ROUND2: usize = 1 << (usize::BITS - 1);
+const COUNTED: usize = 1 << (usize::BITS - 2);
+const SLOT_MASK: usize = COUNTED - 1;
+const OVERFLOW: usize = SLOT_MASK;
 
 type StartFn = extern "C" fn(*mut c_void) -> *mut c_void;
 type CreateFn = unsafe extern "C" fn(
@@ -97,8 +119,17 @@ fn set_key(v: usize) {
     unsafe { libc::pthread_setspecific(key(), v as *const c_void) };
 }
 
-/// Sets up the registry (`capacity` slots) and registers the calling (main) thread.
+/// Sets up the key, the registry (`capacity` slots) and registers the calling (main)
+/// thread. Called at load, in a process in scope.
 pub fn init(capacity: usize) {
+    let mut k: libc::pthread_key_t = 0;
+    // SAFETY: `k` is a valid out-pointer; the destructor has the required signature.
+    if unsafe { libc::pthread_key_create(&mut k, Some(on_thread_exit)) } != 0 {
+        crate::diag::say!("no pthread key left; per-thread statistics are off");
+        return;
+    }
+    KEY.store(k, Relaxed);
+    KEYED.store(true, Release);
     let bytes = capacity * core::mem::size_of::<Slot>();
     // SAFETY: anonymous private mapping; the result is checked.
     let p = unsafe {
@@ -115,17 +146,10 @@ pub fn init(capacity: usize) {
         crate::diag::say!(
             "cannot map the thread registry ({bytes} bytes); per-thread statistics are off"
         );
-        return;
+    } else {
+        CAPACITY.store(capacity, Relaxed);
+        SLOTS.store(p.cast(), Release);
     }
-    let mut k: libc::pthread_key_t = 0;
-    // SAFETY: `k` is a valid out-pointer; the destructor has the required signature.
-    if unsafe { libc::pthread_key_create(&mut k, Some(on_thread_exit)) } != 0 {
-        crate::diag::say!("no pthread key left; per-thread statistics are off");
-        return;
-    }
-    KEY.store(k, Relaxed);
-    CAPACITY.store(capacity, Relaxed);
-    SLOTS.store(p.cast(), Release);
     resolve_create();
     register_current();
 }
@@ -141,18 +165,19 @@ fn resolve_create() -> Option<CreateFn> {
     (!f.is_null()).then(|| unsafe { core::mem::transmute::<*mut c_void, CreateFn>(f) })
 }
 
-/// Registers the calling thread. Called once per thread, at its start.
+/// Registers the calling thread and counts it as one of the program's. Called once per
+/// thread, at its start.
 fn register_current() {
-    let cap = CAPACITY.load(Relaxed);
-    if cap == 0 {
-        return;
-    }
     let allocated = jemalloc::read::<*mut u64>(c"thread.allocatedp").unwrap_or(null_mut());
     let freed = jemalloc::read::<*mut u64>(c"thread.deallocatedp").unwrap_or(null_mut());
-    let start = HINT.fetch_add(1, Relaxed);
     let slots = slots();
-    for i in 0..cap {
-        let idx = (start + i) % cap;
+    if slots.is_empty() {
+        set_key(COUNTED);
+        return;
+    }
+    let start = HINT.fetch_add(1, Relaxed);
+    for i in 0..slots.len() {
+        let idx = (start + i) % slots.len();
         let s = &slots[idx];
         if s.state
             .compare_exchange(FREE, CLAIMED, Acquire, Relaxed)
@@ -163,12 +188,26 @@ fn register_current() {
             s.freed.store(freed, Relaxed);
             s.state.store(LIVE, Release);
             HINT.store(idx + 1, Relaxed);
-            set_key(idx + 1);
+            set_key(COUNTED | (idx + 1));
             return;
         }
     }
     OVERFLOW_LIVE.fetch_add(1, Relaxed);
-    set_key(OVERFLOW);
+    set_key(COUNTED | OVERFLOW);
+}
+
+/// Takes the calling thread (the `jvmalloc` thread, as it starts) out of the program's
+/// threads: it must not keep the process alive.
+pub fn uncount_current() {
+    if !KEYED.load(Acquire) {
+        return;
+    }
+    // SAFETY: reading our own key's value.
+    let v = unsafe { libc::pthread_getspecific(key()) } as usize;
+    if v & COUNTED != 0 {
+        set_key(v & !COUNTED);
+        PROGRAM_THREADS.fetch_sub(1, AcqRel);
+    }
 }
 
 fn fold_exited(allocated: u64, freed: u64) {
@@ -178,43 +217,54 @@ fn fold_exited(allocated: u64, freed: u64) {
 }
 
 /// Thread-specific-data destructor. Destructors of other keys may still free memory after
-/// ours runs, so the first round only re-arms the key; the second folds the counters.
+/// ours runs, so the first round only re-arms the key; the second folds the counters and,
+/// for the program's last thread, stops the `jvmalloc` thread.
 unsafe extern "C" fn on_thread_exit(v: *mut c_void) {
     let v = v as usize;
     if v & ROUND2 == 0 {
         set_key(v | ROUND2);
         return;
     }
-    let v = v & !ROUND2;
-    if v == OVERFLOW {
-        let a = jemalloc::read::<u64>(c"thread.allocated").unwrap_or(0);
-        let d = jemalloc::read::<u64>(c"thread.deallocated").unwrap_or(0);
-        OVERFLOW_LIVE.fetch_sub(1, Relaxed);
-        fold_exited(a, d);
-        return;
+    match v & SLOT_MASK {
+        0 => {}
+        OVERFLOW => {
+            let a = jemalloc::read::<u64>(c"thread.allocated").unwrap_or(0);
+            let d = jemalloc::read::<u64>(c"thread.deallocated").unwrap_or(0);
+            OVERFLOW_LIVE.fetch_sub(1, Relaxed);
+            fold_exited(a, d);
+        }
+        slot => {
+            if let Some(s) = slots().get(slot - 1) {
+                // Wait out a reader; it holds the slot for a handful of loads.
+                while s
+                    .state
+                    .compare_exchange(LIVE, CLAIMED, AcqRel, Relaxed)
+                    .is_err()
+                {
+                    // SAFETY: no preconditions.
+                    unsafe { libc::sched_yield() };
+                }
+                fold_exited(load(s.allocated.load(Relaxed)), load(s.freed.load(Relaxed)));
+                s.state.store(FREE, Release);
+            }
+        }
     }
-    let Some(s) = slots().get(v - 1) else {
-        return;
-    };
-    // Wait out a reader; it holds the slot for a handful of loads.
-    while s
-        .state
-        .compare_exchange(LIVE, CLAIMED, AcqRel, Relaxed)
-        .is_err()
-    {
-        // SAFETY: no preconditions.
-        unsafe { libc::sched_yield() };
+    if v & COUNTED != 0 && PROGRAM_THREADS.fetch_sub(1, AcqRel) == 1 {
+        crate::reporter::stop_for_last_thread();
     }
-    fold_exited(load(s.allocated.load(Relaxed)), load(s.freed.load(Relaxed)));
-    s.state.store(FREE, Release);
 }
 
 /// In a child of fork() only the forking thread exists: every other slot is folded into
 /// the exited totals (its TLS was copied, so the counters are still readable), and any
-/// READING state left by a reporter that no longer exists is cleared.
+/// READING state left by a reporter that no longer exists is cleared. The forking thread
+/// is the child's one program thread.
 pub fn after_fork_child() {
+    if !KEYED.load(Acquire) {
+        return;
+    }
     // SAFETY: reading our own key's value.
-    let me = unsafe { libc::pthread_getspecific(key()) } as usize & !ROUND2;
+    let v = unsafe { libc::pthread_getspecific(key()) } as usize & !ROUND2;
+    let me = v & SLOT_MASK;
     for (i, s) in slots().iter().enumerate() {
         let st = s.state.load(Relaxed);
         if st == FREE || i + 1 == me {
@@ -230,6 +280,8 @@ pub fn after_fork_child() {
         s.state.store(FREE, Relaxed);
     }
     OVERFLOW_LIVE.store(i64::from(me == OVERFLOW), Relaxed);
+    PROGRAM_THREADS.store(1, Relaxed);
+    set_key(v | COUNTED);
 }
 
 /// What `pthread_create` passes to the wrapped start routine.
@@ -248,7 +300,8 @@ extern "C" fn trampoline(p: *mut c_void) -> *mut c_void {
     start(arg)
 }
 
-/// Interposes the C library's `pthread_create` so that every new thread registers itself.
+/// Interposes the C library's `pthread_create` so that every new thread registers itself,
+/// and starts the `jvmalloc` thread with the program's first thread.
 #[no_mangle]
 pub unsafe extern "C" fn pthread_create(
     thread: *mut libc::pthread_t,
@@ -260,23 +313,29 @@ pub unsafe extern "C" fn pthread_create(
         return libc::EAGAIN;
     };
     crate::init::ensure();
-    // In a forked child, the first thread it starts brings its reporter thread back.
-    crate::reporter::start_in_child();
+    if !KEYED.load(Acquire) {
+        // Out of scope: nothing to register.
+        // SAFETY: the caller's arguments, unchanged.
+        return unsafe { real(thread, attr, start, arg) };
+    }
+    // The program's first thread brings the jvmalloc thread (whose own creation comes back
+    // here and is counted like any other until it takes itself out).
+    crate::reporter::start_lazily();
     // SAFETY: jemalloc malloc of a small block; checked for NULL below.
     let block = unsafe { je::malloc(core::mem::size_of::<Start>()) }.cast::<Start>();
-    if block.is_null() || CAPACITY.load(Relaxed) == 0 {
-        if !block.is_null() {
-            // SAFETY: just allocated, unused.
-            unsafe { je::free(block.cast()) };
-        }
+    if block.is_null() {
         // SAFETY: the caller's arguments, unchanged.
         return unsafe { real(thread, attr, start, arg) };
     }
     // SAFETY: `block` is a fresh allocation large enough for a Start.
     unsafe { block.write(Start { start, arg }) };
+    // Counted before it exists, so that the count cannot reach zero while a program
+    // thread is being created.
+    PROGRAM_THREADS.fetch_add(1, AcqRel);
     // SAFETY: the caller's thread/attr pointers, our start routine and its block.
     let r = unsafe { real(thread, attr, trampoline, block.cast()) };
     if r != 0 {
+        PROGRAM_THREADS.fetch_sub(1, AcqRel);
         // SAFETY: the thread was not created, so nothing else owns the block.
         unsafe { je::free(block.cast()) };
     }

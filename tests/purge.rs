@@ -72,10 +72,10 @@ fn jemalloc_background_threads_on_request() {
         .timeout(120)
         .output();
     out.assert_ok();
-    // jemalloc's threads run in the process (named by jemalloc).
-    let out = run("sh")
-        .arg("-c")
-        .arg("sleep 1.5; cat /proc/$$/task/*/comm")
+    // jemalloc's threads run in the process (named by jemalloc), started by the jvmalloc
+    // thread, which comes with the program's first thread.
+    let out = run(compile("hello", &[]))
+        .args(["threaded", "1500"])
         .env("JVMALLOC_BACKGROUND_THREAD", "1")
         .output();
     out.assert_ok();
@@ -169,9 +169,13 @@ fn bad_purge_settings_give_one_line_each() {
         ("JVMALLOC_PURGE_INTERVAL_MS", "", "using 1000"),
         ("JVMALLOC_PURGE_IDLE_MS", "99999999999999", "using 86400000"),
         ("JVMALLOC_BACKGROUND_THREAD", "2", "using 0"),
-        ("JVMALLOC_MEMORY_LIMIT", "lots", "using -1"),
-        ("JVMALLOC_MEMORY_LIMIT", "10", "using 1048576"),
-        ("JVMALLOC_MEMORY_LIMIT", "5x", "using -1"),
+        ("JVMALLOC_MEMORY_LIMIT", "lots", "using no limit"),
+        (
+            "JVMALLOC_MEMORY_LIMIT",
+            "10",
+            "did you mean 10m? using no limit",
+        ),
+        ("JVMALLOC_MEMORY_LIMIT", "5x", "using no limit"),
         ("JVMALLOC_PRESSURE_PCT", "150", "using 100"),
         ("JVMALLOC_PRESSURE_PCT", "-5", "using 0"),
         ("JVMALLOC_PRESSURE_PCT", "\u{1b}[2J", "using 90"),

@@ -468,8 +468,8 @@ fn unwritable_stats_file_warns_once_and_falls_back_to_stderr() {
 #[test]
 fn periodic_dumps() {
     let dir = temp_dir("periodic");
-    let out = json_env(run("sleep"), &dir, "p")
-        .arg("2.5")
+    let out = json_env(run(compile("hello", &[])), &dir, "p")
+        .args(["threaded", "2500"])
         .env("JVMALLOC_STATS_INTERVAL_S", "1")
         .output();
     out.assert_ok();
