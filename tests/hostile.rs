@@ -723,7 +723,7 @@ fn secure_mode_ignores_every_jvmalloc_variable() {
     assert!(
         out.jvmalloc_lines()
             .iter()
-            .any(|l| l.starts_with("jvmalloc: arenas=")),
+            .any(|l| l.starts_with("jvmalloc: processes=") && l.contains(" arenas=")),
         "{}",
         out.stderr
     );
