@@ -32,52 +32,72 @@ pub fn java_classes() -> PathBuf {
 
 #[test]
 fn java_version() {
-    let out = run("java").arg("-version").output();
-    out.assert_ok();
-    assert!(out.stderr.contains("OpenJDK"), "{}", out.stderr);
+    for jdk in jdks() {
+        let out = run(jdk.join("bin/java")).arg("-version").output();
+        out.assert_ok();
+        assert!(
+            out.stderr.contains("OpenJDK"),
+            "{}: {}",
+            jdk.display(),
+            out.stderr
+        );
+    }
 }
 
 #[test]
 fn java_native_churn_32_threads() {
-    let out = run("java")
-        .arg("-cp")
-        .arg(java_classes())
-        .args(["NativeChurn", "32", "150"])
-        .timeout(600)
-        .output();
-    out.assert_ok();
-    assert!(out.stdout.contains("NativeChurn: ok"), "{}", out.stdout);
+    for jdk in jdks() {
+        let out = run(jdk.join("bin/java"))
+            .arg("-cp")
+            .arg(java_classes())
+            .args(["NativeChurn", "32", "150"])
+            .timeout(600)
+            .output();
+        out.assert_ok();
+        assert!(
+            out.stdout.contains("NativeChurn: ok"),
+            "{}: {}",
+            jdk.display(),
+            out.stdout
+        );
+    }
 }
 
 #[test]
 fn jcmd_trim_native_heap() {
-    let mut child = run("java")
-        .arg("-cp")
-        .arg(java_classes())
-        .args(["NativeChurn", "8", "50", "--wait"])
-        .spawn();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let pid = loop {
-        let line = lines.next().expect("java ended before ready").unwrap();
-        if let Some(p) = line.strip_prefix("ready ") {
-            break p.trim().to_string();
-        }
-    };
-    let jcmd = run("jcmd")
-        .glibc()
-        .args([&pid, "System.trim_native_heap"])
-        .timeout(120)
-        .output();
-    writeln!(stdin).unwrap();
-    drop(stdin);
-    let status = child.wait().unwrap();
-    jcmd.assert_ok();
-    // HotSpot calls our malloc_trim and prints the RSS change it measured.
-    assert!(jcmd.stdout.contains("Trim native heap"), "{}", jcmd.stdout);
-    assert!(jcmd.stdout.contains("RSS+Swap"), "{}", jcmd.stdout);
-    assert!(!jcmd.stdout.to_lowercase().contains("not supported"));
-    assert!(status.success(), "java exited {status:?}");
+    for jdk in jdks() {
+        let mut child = run(jdk.join("bin/java"))
+            .arg("-cp")
+            .arg(java_classes())
+            .args(["NativeChurn", "8", "50", "--wait"])
+            .spawn();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let pid = loop {
+            let line = lines.next().expect("java ended before ready").unwrap();
+            if let Some(p) = line.strip_prefix("ready ") {
+                break p.trim().to_string();
+            }
+        };
+        let jcmd = run(jdk.join("bin/jcmd"))
+            .glibc()
+            .args([&pid, "System.trim_native_heap"])
+            .timeout(120)
+            .output();
+        writeln!(stdin).unwrap();
+        drop(stdin);
+        let status = child.wait().unwrap();
+        jcmd.assert_ok();
+        // HotSpot calls our malloc_trim and prints the RSS change it measured.
+        assert!(jcmd.stdout.contains("Trim native heap"), "{}", jcmd.stdout);
+        assert!(jcmd.stdout.contains("RSS+Swap"), "{}", jcmd.stdout);
+        assert!(!jcmd.stdout.to_lowercase().contains("not supported"));
+        assert!(
+            status.success(),
+            "{}: java exited {status:?}",
+            jdk.display()
+        );
+    }
 }
 
 #[test]

@@ -45,6 +45,32 @@ pub fn lib() -> &'static Path {
     })
 }
 
+/// Every JDK on the machine (`/usr/lib/jvm/*` with a `bin/java`, symbolic links folded),
+/// oldest first by name; the JVM tests run under each, so that a change in HotSpot's
+/// signals or trimming shows up. Falls back to `java` on the PATH when there is none.
+pub fn jdks() -> Vec<PathBuf> {
+    let mut homes: Vec<PathBuf> = std::fs::read_dir("/usr/lib/jvm")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.path().canonicalize().ok())
+        .filter(|h| h.join("bin/java").is_file() && h.join("bin/jcmd").is_file())
+        .collect();
+    homes.sort();
+    homes.dedup();
+    if homes.is_empty() {
+        let java = Command::new("sh")
+            .args(["-c", "readlink -f \"$(command -v java)\""])
+            .output()
+            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+            .unwrap_or_default();
+        if let Some(home) = java.parent().and_then(Path::parent) {
+            homes.push(home.to_path_buf());
+        }
+    }
+    homes
+}
+
 /// Compiles `c-tests/<name>.c` (plus extra gcc arguments) into the work dir, once.
 pub fn compile(name: &str, extra: &[&str]) -> PathBuf {
     static DONE: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
