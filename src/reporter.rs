@@ -47,6 +47,8 @@ const FAILED: u8 = 3;
 static STATE: AtomicU8 = AtomicU8::new(IDLE);
 /// The thread's `pthread_t` while RUNNING (joinable).
 static HANDLE: AtomicUsize = AtomicUsize::new(0);
+/// The kernel thread id of the thread creating the `jvmalloc` thread, while it does.
+static SPAWNER: AtomicU32 = AtomicU32::new(0);
 
 struct OldAction(UnsafeCell<libc::sigaction>);
 // SAFETY: written once, by the sigaction call that installs our handler (the kernel stores
@@ -143,6 +145,7 @@ pub fn start_lazily() {
         return;
     }
     STOP.store(false, Relaxed);
+    SPAWNER.store(gettid(), Relaxed);
     // SAFETY: sigset_t is plain data; every signal is blocked around the spawn (the new
     // thread inherits that mask) and the caller's mask is restored afterwards.
     let spawned = unsafe {
@@ -157,6 +160,7 @@ pub fn start_lazily() {
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut());
         r
     };
+    SPAWNER.store(0, Relaxed);
     match spawned {
         Ok(h) => {
             use std::os::unix::thread::JoinHandleExt;
@@ -169,6 +173,18 @@ pub fn start_lazily() {
             say!("cannot start the jvmalloc thread; dumps on signal, periodic dumps and purging are off");
         }
     }
+}
+
+fn gettid() -> u32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() as u32 }
+}
+
+/// Whether the calling thread is creating the `jvmalloc` thread right now (so that the
+/// interposed `pthread_create` does not count it as one of the program's threads).
+pub fn spawning_here() -> bool {
+    let s = SPAWNER.load(Relaxed);
+    s != 0 && s == gettid()
 }
 
 /// Called by the program's last thread as it exits: ends the `jvmalloc` thread and waits
@@ -203,7 +219,6 @@ pub fn stop_for_last_thread() {
 /// The thread's loop: dumps on signal and on the dump timer; purge and pressure checks on
 /// the purge timer.
 fn run() {
-    crate::threads::uncount_current();
     let cfg = init::config();
     let dump_every = cfg.stats.interval_s * 1_000_000_000;
     let purge_every = cfg.purge.interval_ms * 1_000_000;

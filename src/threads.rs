@@ -18,7 +18,7 @@
 //! The same key tells the process's lifetime: glibc ends a process when its last thread
 //! exits, and the `jvmalloc` thread must not count. Every thread of the program (the main
 //! thread, and each thread created through the interposed `pthread_create`) is counted in
-//! [`PROGRAM_THREADS`]; the `jvmalloc` thread takes itself out. When the count falls to
+//! [`PROGRAM_THREADS`]; the `jvmalloc` thread is not. When the count falls to
 //! zero in a thread's destructor, that thread is the program's last: it stops and joins
 //! the `jvmalloc` thread ([`crate::reporter::stop_for_last_thread`]), so that glibc's own
 //! count reaches zero as the thread leaves and the process exits exactly as it would
@@ -151,7 +151,7 @@ pub fn init(capacity: usize) {
         SLOTS.store(p.cast(), Release);
     }
     resolve_create();
-    register_current();
+    register_current(true);
 }
 
 fn resolve_create() -> Option<CreateFn> {
@@ -165,14 +165,17 @@ fn resolve_create() -> Option<CreateFn> {
     (!f.is_null()).then(|| unsafe { core::mem::transmute::<*mut c_void, CreateFn>(f) })
 }
 
-/// Registers the calling thread and counts it as one of the program's. Called once per
-/// thread, at its start.
-fn register_current() {
+/// Registers the calling thread and, if `counted`, marks it as one of the program's (the
+/// caller counted it in PROGRAM_THREADS). Called once per thread, at its start.
+fn register_current(counted: bool) {
+    let counted = if counted { COUNTED } else { 0 };
     let allocated = jemalloc::read::<*mut u64>(c"thread.allocatedp").unwrap_or(null_mut());
     let freed = jemalloc::read::<*mut u64>(c"thread.deallocatedp").unwrap_or(null_mut());
     let slots = slots();
     if slots.is_empty() {
-        set_key(COUNTED);
+        if counted != 0 {
+            set_key(COUNTED);
+        }
         return;
     }
     let start = HINT.fetch_add(1, Relaxed);
@@ -188,26 +191,12 @@ fn register_current() {
             s.freed.store(freed, Relaxed);
             s.state.store(LIVE, Release);
             HINT.store(idx + 1, Relaxed);
-            set_key(COUNTED | (idx + 1));
+            set_key(counted | (idx + 1));
             return;
         }
     }
     OVERFLOW_LIVE.fetch_add(1, Relaxed);
-    set_key(COUNTED | OVERFLOW);
-}
-
-/// Takes the calling thread (the `jvmalloc` thread, as it starts) out of the program's
-/// threads: it must not keep the process alive.
-pub fn uncount_current() {
-    if !KEYED.load(Acquire) {
-        return;
-    }
-    // SAFETY: reading our own key's value.
-    let v = unsafe { libc::pthread_getspecific(key()) } as usize;
-    if v & COUNTED != 0 {
-        set_key(v & !COUNTED);
-        PROGRAM_THREADS.fetch_sub(1, AcqRel);
-    }
+    set_key(counted | OVERFLOW);
 }
 
 fn fold_exited(allocated: u64, freed: u64) {
@@ -289,14 +278,20 @@ pub fn after_fork_child() {
 struct Start {
     start: StartFn,
     arg: *mut c_void,
+    /// One of the program's threads (not the `jvmalloc` thread).
+    counted: bool,
 }
 
 extern "C" fn trampoline(p: *mut c_void) -> *mut c_void {
     // SAFETY: `p` is the Start block allocated in pthread_create for this thread only.
-    let Start { start, arg } = unsafe { p.cast::<Start>().read() };
+    let Start {
+        start,
+        arg,
+        counted,
+    } = unsafe { p.cast::<Start>().read() };
     // SAFETY: allocated with je::malloc below and read out above.
     unsafe { je::free(p) };
-    register_current();
+    register_current(counted);
     start(arg)
 }
 
@@ -319,8 +314,9 @@ pub unsafe extern "C" fn pthread_create(
         return unsafe { real(thread, attr, start, arg) };
     }
     // The program's first thread brings the jvmalloc thread (whose own creation comes back
-    // here and is counted like any other until it takes itself out).
+    // here, and is not counted as the program's).
     crate::reporter::start_lazily();
+    let counted = !crate::reporter::spawning_here();
     // SAFETY: jemalloc malloc of a small block; checked for NULL below.
     let block = unsafe { je::malloc(core::mem::size_of::<Start>()) }.cast::<Start>();
     if block.is_null() {
@@ -328,14 +324,20 @@ pub unsafe extern "C" fn pthread_create(
         return unsafe { real(thread, attr, start, arg) };
     }
     // SAFETY: `block` is a fresh allocation large enough for a Start.
-    unsafe { block.write(Start { start, arg }) };
+    unsafe {
+        block.write(Start {
+            start,
+            arg,
+            counted,
+        })
+    };
     // Counted before it exists, so that the count cannot reach zero while a program
     // thread is being created.
-    PROGRAM_THREADS.fetch_add(1, AcqRel);
+    PROGRAM_THREADS.fetch_add(usize::from(counted), AcqRel);
     // SAFETY: the caller's thread/attr pointers, our start routine and its block.
     let r = unsafe { real(thread, attr, trampoline, block.cast()) };
     if r != 0 {
-        PROGRAM_THREADS.fetch_sub(1, AcqRel);
+        PROGRAM_THREADS.fetch_sub(usize::from(counted), AcqRel);
         // SAFETY: the thread was not created, so nothing else owns the block.
         unsafe { je::free(block.cast()) };
     }
