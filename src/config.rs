@@ -32,6 +32,9 @@ pub const VARIABLES: &[&str] = &[
     "JVMALLOC_MEMORY_LIMIT",
     "JVMALLOC_PRESSURE_PCT",
     "JVMALLOC_PROCESSES",
+    "JVMALLOC_METRICS_ADDR",
+    "JVMALLOC_METRICS_FILE",
+    "JVMALLOC_METRICS_INTERVAL_S",
 ];
 
 /// Default arenas per CPU the process may use (see `docs/benchmarks.md`, "Arena count").
@@ -119,6 +122,12 @@ pub struct StatsConfig {
     pub top: usize,
     /// Slots in the thread registry.
     pub threads: usize,
+    /// Where `GET /metrics` is served (`JVMALLOC_METRICS_ADDR`).
+    pub metrics_addr: Option<core::net::SocketAddr>,
+    /// The metrics file for node_exporter (`JVMALLOC_METRICS_FILE`, a path template).
+    pub metrics_file: Option<&'static [u8]>,
+    /// Seconds between rewrites of the metrics file.
+    pub metrics_interval_s: u64,
 }
 
 impl StatsConfig {
@@ -131,6 +140,9 @@ impl StatsConfig {
         format: Format::Text,
         top: 30,
         threads: 0,
+        metrics_addr: None,
+        metrics_file: None,
+        metrics_interval_s: 0,
     };
 }
 
@@ -371,10 +383,11 @@ fn read_signal() -> Option<i32> {
     }
 }
 
-/// Reads `JVMALLOC_STATS_FILE`: a path template; `%p`, `%n`, `%t`, `%%` are expanded.
-fn read_stats_file() -> Option<&'static [u8]> {
-    const NAME: &str = "JVMALLOC_STATS_FILE";
-    let raw = env::get(NAME)?;
+/// Reads a file template (`JVMALLOC_STATS_FILE`, `JVMALLOC_METRICS_FILE`); `%p`, `%n`,
+/// `%t`, `%%` are expanded when the file is written.
+/// `instead` says what happens when the value cannot be used.
+fn read_template(name: &'static str, instead: &str) -> Option<&'static [u8]> {
+    let raw = env::get(name)?;
     let why = if raw.is_empty() {
         "is empty"
     } else if raw.len() > 400 {
@@ -384,7 +397,27 @@ fn read_stats_file() -> Option<&'static [u8]> {
     } else {
         return Some(raw);
     };
-    warn(NAME, raw, |l| write!(l, " {why}; using stderr"));
+    warn(name, raw, |l| write!(l, " {why}; {instead}"));
+    None
+}
+
+/// Reads `JVMALLOC_METRICS_ADDR`: `IP:PORT` (IPv6 as `[::1]:PORT`), or a bare port for
+/// 127.0.0.1. No host names: nothing may be looked up while initialising.
+fn read_metrics_addr() -> Option<core::net::SocketAddr> {
+    const NAME: &str = "JVMALLOC_METRICS_ADDR";
+    let raw = env::get(NAME)?;
+    let t = core::str::from_utf8(raw.trim_ascii()).unwrap_or("");
+    if let Ok(a) = t.parse::<core::net::SocketAddr>() {
+        return Some(a);
+    }
+    if let Ok(port) = t.parse::<u16>() {
+        return Some(core::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    warn(NAME, raw, |l| {
+        l.write_str(
+            " is not IP:PORT (e.g. 127.0.0.1:9404, [::1]:9404) or a port; metrics are not served",
+        )
+    });
     None
 }
 
@@ -555,7 +588,7 @@ fn read_stats() -> StatsConfig {
         }
         .read() as u64,
         at_exit: read_bool("JVMALLOC_STATS_AT_EXIT", false),
-        file: read_stats_file(),
+        file: read_template("JVMALLOC_STATS_FILE", "using stderr"),
         format: read_format(),
         top: Num {
             name: "JVMALLOC_STATS_TOP",
@@ -573,6 +606,16 @@ fn read_stats() -> StatsConfig {
             sizes: false,
         }
         .read() as usize,
+        metrics_addr: read_metrics_addr(),
+        metrics_file: read_template("JVMALLOC_METRICS_FILE", "no metrics file is written"),
+        metrics_interval_s: Num {
+            name: "JVMALLOC_METRICS_INTERVAL_S",
+            default: 15,
+            min: 1,
+            max: 86_400,
+            sizes: false,
+        }
+        .read() as u64,
     }
 }
 

@@ -20,8 +20,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
-/// Writes `bytes` to `name` as the module documentation describes.
-pub fn write(name: &[u8], bytes: &[u8]) -> io::Result<()> {
+/// Writes `bytes` to `name` as the module documentation describes; a file it creates gets
+/// `mode` (0600 for dumps; the metrics file is 0644 so that node_exporter, often another
+/// user, can read it).
+pub fn write(name: &[u8], bytes: &[u8], mode: u32) -> io::Result<()> {
     let path = Path::new(OsStr::from_bytes(name));
     if name.starts_with(b"/dev/") || name.starts_with(b"/proc/") {
         return write_in_place(path, bytes);
@@ -37,11 +39,11 @@ pub fn write(name: &[u8], bytes: &[u8]) -> io::Result<()> {
             }
             match fs::metadata(path) {
                 Ok(t) if !t.file_type().is_file() => write_in_place(path, bytes),
-                _ => replace(path, bytes),
+                _ => replace(path, bytes, mode),
             }
         }
         Ok(m) if !m.file_type().is_file() => write_in_place(path, bytes),
-        _ => replace(path, bytes),
+        _ => replace(path, bytes, mode),
     }
 }
 
@@ -99,7 +101,7 @@ fn thread_id() -> i32 {
 }
 
 /// Writes a private temporary file next to `path` and renames it onto `path`.
-fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
+fn replace(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let mut tmp = path.as_os_str().as_bytes().to_vec();
     tmp.extend_from_slice(b".tmp.");
     tmp.extend_from_slice(&random_suffix());
@@ -107,7 +109,7 @@ fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let res = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o600)
+        .mode(mode)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(tmp)
         .and_then(|mut f| f.write_all(bytes))
@@ -135,7 +137,7 @@ mod tests {
     fn new_file_is_private_and_whole() {
         let d = dir("new");
         let p = d.join("dump.json");
-        write(p.as_os_str().as_bytes(), b"{}\n").unwrap();
+        write(p.as_os_str().as_bytes(), b"{}\n", 0o600).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"{}\n");
         assert_eq!(
             fs::metadata(&p).unwrap().permissions().mode() & 0o777,
@@ -152,7 +154,7 @@ mod tests {
         fs::write(&victim, b"secret").unwrap();
         let p = d.join("dump.json");
         std::os::unix::fs::symlink(&victim, &p).unwrap();
-        write(p.as_os_str().as_bytes(), b"dump").unwrap();
+        write(p.as_os_str().as_bytes(), b"dump", 0o600).unwrap();
         assert_eq!(fs::read(&victim).unwrap(), b"secret");
         assert!(fs::symlink_metadata(&p).unwrap().file_type().is_file());
         assert_eq!(fs::read(&p).unwrap(), b"dump");
@@ -163,12 +165,12 @@ mod tests {
         let d = dir("bytes");
         let mut name = d.as_os_str().as_bytes().to_vec();
         name.extend_from_slice(b"/d\xff.json");
-        write(&name, b"x").unwrap();
+        write(&name, b"x", 0o600).unwrap();
         assert_eq!(fs::read(OsStr::from_bytes(&name)).unwrap(), b"x");
     }
 
     #[test]
     fn missing_directory_is_an_error() {
-        assert!(write(b"/nonexistent-jvmalloc-dir/x.json", b"x").is_err());
+        assert!(write(b"/nonexistent-jvmalloc-dir/x.json", b"x", 0o600).is_err());
     }
 }

@@ -16,11 +16,20 @@ use crate::config::Config;
 use crate::diag::say;
 use crate::jemalloc::{self, Totals};
 use crate::stats;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Points below the threshold RSS must fall to end an episode.
 const HYSTERESIS_PCT: u64 = 5;
 /// Shortest time between the starts of two reported episodes.
 const MIN_EPISODE_GAP_NS: u64 = 60_000_000_000;
+
+/// Pressure episodes since start.
+static EPISODES: AtomicU64 = AtomicU64::new(0);
+
+/// Memory-pressure episodes since start (reported or rate-limited alike).
+pub fn episodes() -> u64 {
+    EPISODES.load(Relaxed)
+}
 
 /// Longest time between two purges while RSS stays above the threshold.
 const MAX_BACKOFF_NS: u64 = 64_000_000_000;
@@ -101,6 +110,7 @@ impl Guard {
             return Step::Purge;
         }
         self.in_episode = true;
+        EPISODES.fetch_add(1, Relaxed);
         if self
             .last_report_ns
             .is_some_and(|t| now_ns.saturating_sub(t) < MIN_EPISODE_GAP_NS)

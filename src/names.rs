@@ -1,6 +1,7 @@
-//! Signal names and dump file names, shared by the library and the `jvmalloc` command
-//! (which includes this file), so that both read `JVMALLOC_STATS_SIGNAL` and
-//! `JVMALLOC_STATS_FILE` the same way. Signal parsing does not allocate.
+//! Signal names, dump file names and thread pool names, shared by the library and the
+//! `jvmalloc` command (which includes this file), so that both read
+//! `JVMALLOC_STATS_SIGNAL` and `JVMALLOC_STATS_FILE`, and pool threads, the same way.
+//! Signal parsing does not allocate.
 
 /// What a `JVMALLOC_STATS_SIGNAL` value means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +97,33 @@ pub fn expand(template: &[u8], pid: u32, seq: Option<u64>, unix: Option<u64>) ->
     out
 }
 
+/// A thread's pool: its name with each run of digits that does not follow a letter
+/// replaced by `N`, so all `Kafka Fetcher N` or `pool-N-thread-N` threads form one pool
+/// while `C2 CompilerThre` and `G1 Refine#N` keep the names of what they are.
+pub fn pool_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut prev: Option<char> = None;
+    let mut pooling = false;
+    for c in name.chars() {
+        if c.is_ascii_digit() {
+            let starts_run = !prev.is_some_and(|p| p.is_ascii_digit());
+            if starts_run {
+                pooling = !prev.is_some_and(|p| p.is_alphabetic());
+                if pooling {
+                    out.push('N');
+                }
+            }
+            if !pooling {
+                out.push(c);
+            }
+        } else {
+            out.push(c);
+        }
+        prev = Some(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +154,14 @@ mod tests {
         assert_eq!(expand(b"a-%p-%n-%t-%%", 7, Some(3), Some(9)), b"a-7-3-9-%");
         assert_eq!(expand(b"a-%p-%n", 7, None, None), b"a-7-%n");
         assert_eq!(expand(b"\xff/%p", 1, None, None), b"\xff/1");
+    }
+
+    #[test]
+    fn pools() {
+        assert_eq!(pool_name("pool-12-thread-3"), "pool-N-thread-N");
+        assert_eq!(pool_name("Kafka Fetcher 7"), "Kafka Fetcher N");
+        assert_eq!(pool_name("C2 CompilerThre"), "C2 CompilerThre");
+        assert_eq!(pool_name("G1 Conc#0"), "G1 Conc#N");
     }
 
     use proptest::prelude::*;

@@ -11,16 +11,21 @@
 //! and writes the dump. A request that no thread has served yet (a program that is still
 //! single-threaded, or that exits right after the signal) is written at exit.
 //!
+//! A signal sent with `sigqueue` and a value is a request of the `jvmalloc` command: the
+//! thread answers it over [`crate::request`]'s channel instead of writing a dump where
+//! configured. The thread also serves metrics ([`crate::exporter`]).
+//!
 //! When the program's last thread exits, [`stop_for_last_thread`] ends this thread first,
 //! so that the process ends as it would without the library (see [`crate::threads`]).
 
 use crate::clock::monotonic_ns;
 use crate::config::Config;
 use crate::diag::say;
+use crate::exporter::Exporter;
 use crate::futex::{Event, Lock};
 use crate::guard::Guard;
 use crate::purge::Purger;
-use crate::{init, names, report, stats};
+use crate::{init, metrics, names, report, request, stats};
 use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_void};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
@@ -35,6 +40,7 @@ static SEQ: AtomicU64 = AtomicU64::new(1);
 /// One dump at a time.
 static DUMPING: Lock = Lock::new();
 static FILE_WARNED: AtomicBool = AtomicBool::new(false);
+static METRICS_WARNED: AtomicBool = AtomicBool::new(false);
 /// CLOCK_MONOTONIC at load, in nanoseconds.
 static LOADED_NS: AtomicU64 = AtomicU64::new(0);
 
@@ -75,12 +81,25 @@ pub fn start(cfg: &Config) {
 fn needs_thread(cfg: &Config) -> bool {
     cfg.stats.signal.is_some()
         || cfg.stats.interval_s > 0
+        || cfg.stats.metrics_addr.is_some()
+        || cfg.stats.metrics_file.is_some()
         || cfg.purge.interval_ms > 0
         || cfg.purge.background_thread
 }
 
 extern "C" fn on_signal(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
-    REQUESTS.fetch_add(1, Release);
+    // SAFETY: with SA_SIGINFO the kernel passes a valid siginfo_t; si_value is meaningful
+    // when si_code is SI_QUEUE (sigqueue), which is checked first.
+    let token = unsafe {
+        if !info.is_null() && (*info).si_code == libc::SI_QUEUE {
+            (*info).si_value().sival_ptr as u64
+        } else {
+            0
+        }
+    };
+    if token == 0 || !request::post(token) {
+        REQUESTS.fetch_add(1, Release);
+    }
     WAKE.post();
     // SAFETY: OLD_ACTION was written before this handler could run (or is still zeroed,
     // SIG_DFL, in the instant of the installing call).
@@ -216,23 +235,39 @@ pub fn stop_for_last_thread() {
     }
 }
 
-/// The thread's loop: dumps on signal and on the dump timer; purge and pressure checks on
-/// the purge timer.
+/// The thread's loop: dumps and requests on signal, dumps on the dump timer, purge and
+/// pressure checks on the purge timer, metrics when asked for or on the metrics timer.
 fn run() {
     let cfg = init::config();
     let dump_every = cfg.stats.interval_s * 1_000_000_000;
     let purge_every = cfg.purge.interval_ms * 1_000_000;
+    let metrics_every = cfg.stats.metrics_interval_s * 1_000_000_000;
     let mut purger = Purger::new(cfg);
     let mut guard = Guard::default();
+    let exporter = Exporter::new(cfg);
     let now = monotonic_ns();
     let mut next_dump = (dump_every > 0).then(|| now + dump_every);
     let mut next_purge = (purge_every > 0).then(|| now + purge_every);
+    let mut next_metrics = cfg.stats.metrics_file.map(|_| now);
     loop {
-        let next = [next_dump, next_purge].into_iter().flatten().min();
-        WAKE.wait(next.map(|t| t.saturating_sub(monotonic_ns())));
+        let next = [next_dump, next_purge, next_metrics]
+            .into_iter()
+            .flatten()
+            .min();
+        let timeout = next.map(|t| t.saturating_sub(monotonic_ns()));
+        if exporter.listening() {
+            // Signals wake the futex, not poll: look at it at least every 100 ms.
+            let ms = timeout.map_or(100, |t| (t / 1_000_000).min(100)) as i32;
+            exporter.poll(ms);
+        } else {
+            WAKE.wait(timeout);
+        }
+        WAKE.take();
         if STOP.load(Acquire) {
             return;
         }
+        request::serve_pending(&mut answer);
+        exporter.serve(&mut || metrics::render(&snapshot()));
         let mut dump = REQUESTS.swap(0, AcqRel) > 0;
         let now = monotonic_ns();
         if next_purge.is_some_and(|t| now >= t) {
@@ -244,8 +279,46 @@ fn run() {
             next_dump = Some(now + dump_every);
             dump = true;
         }
+        if next_metrics.is_some_and(|t| now >= t) {
+            next_metrics = Some(now + metrics_every);
+            write_metrics_file(cfg);
+        }
         if dump {
             dump_now();
+        }
+    }
+}
+
+/// A snapshot, taken while no other is (the registry's slots are read one reader at a
+/// time).
+fn snapshot() -> stats::Snapshot {
+    let cfg = init::config();
+    let _one_at_a_time = DUMPING.lock();
+    stats::take(SEQ.fetch_add(1, Relaxed), cfg, uptime_s())
+}
+
+/// The answer to a request of the `jvmalloc` command ([`crate::request`]).
+fn answer(what: &str) -> Result<Vec<u8>, String> {
+    let format = match what {
+        "dump text" => crate::config::Format::Text,
+        "dump json" => crate::config::Format::Json,
+        "metrics" => return Ok(metrics::render(&snapshot()).into_bytes()),
+        _ => return Err(format!("unknown request {what:?}")),
+    };
+    Ok(report::render(&snapshot(), format).into_bytes())
+}
+
+fn write_metrics_file(cfg: &Config) {
+    let Some(template) = cfg.stats.metrics_file else {
+        return;
+    };
+    let path = names::expand(template, std::process::id(), Some(0), Some(0));
+    if let Err(e) = crate::dumpfile::write(&path, metrics::render(&snapshot()).as_bytes(), 0o644) {
+        if !METRICS_WARNED.swap(true, Relaxed) {
+            let mut l = crate::diag::Line::new();
+            let _ = core::fmt::Write::write_str(&mut l, "cannot write metrics to ");
+            l.quoted(&path, 256);
+            let _ = core::fmt::Write::write_fmt(&mut l, format_args!(" ({e})"));
         }
     }
 }
@@ -255,17 +328,15 @@ fn run() {
 /// written.
 pub fn dump_now() -> bool {
     let cfg = init::config();
-    let _one_at_a_time = DUMPING.lock();
-    let seq = SEQ.fetch_add(1, Relaxed);
-    let snap = stats::take(seq, cfg, uptime_s());
+    let snap = snapshot();
     let text = report::render(&snap, cfg.stats.format);
-    write_dump(cfg, seq, snap.unix_time, text.as_bytes())
+    write_dump(cfg, snap.seq, snap.unix_time, text.as_bytes())
 }
 
 fn write_dump(cfg: &Config, seq: u64, unix: u64, bytes: &[u8]) -> bool {
     if let Some(template) = cfg.stats.file {
         let path = names::expand(template, std::process::id(), Some(seq), Some(unix));
-        match crate::dumpfile::write(&path, bytes) {
+        match crate::dumpfile::write(&path, bytes, 0o600) {
             Ok(()) => return true,
             Err(e) => {
                 if !FILE_WARNED.swap(true, Relaxed) {
@@ -289,6 +360,7 @@ fn write_dump(cfg: &Config, seq: u64, unix: u64, bytes: &[u8]) -> bool {
 /// At exit: a request no thread has served yet, and the at-exit dump if configured (one
 /// dump for both).
 extern "C" fn at_exit() {
+    request::serve_pending(&mut answer);
     let pending = REQUESTS.swap(0, AcqRel) > 0;
     if pending || init::config().stats.at_exit {
         dump_now();
@@ -303,6 +375,7 @@ extern "C" fn at_exit() {
 pub fn after_fork_child() {
     DUMPING.reset();
     REQUESTS.store(0, Relaxed);
+    request::clear();
     WAKE.take();
     STOP.store(false, Relaxed);
     HANDLE.store(0, Relaxed);

@@ -58,6 +58,10 @@ pub struct Snapshot {
     pub uptime_s: f64,
     /// The library the program's `malloc` resolves to when it is not jvmalloc.
     pub foreign_malloc: Option<String>,
+    /// Bytes of dirty and muzzy pages returned to the kernel since start.
+    pub purged_bytes: u64,
+    /// Memory-pressure episodes since start.
+    pub pressure_events: u64,
     pub rss: u64,
     pub totals: Totals,
     /// Bytes parked in thread caches: counted as allocated by jemalloc, as freed by the
@@ -305,6 +309,10 @@ pub fn take(seq: u64, config: &Config, uptime_s: f64) -> Snapshot {
             .map_or(0, |d| d.as_secs()),
         uptime_s,
         foreign_malloc: crate::init::foreign_malloc().map(|c| c.to_string_lossy().into_owned()),
+        purged_bytes: page
+            * (jemalloc::read::<u64>(c"stats.arenas.4096.dirty_purged").unwrap_or(0)
+                + jemalloc::read::<u64>(c"stats.arenas.4096.muzzy_purged").unwrap_or(0)),
+        pressure_events: crate::guard::episodes(),
         rss,
         totals,
         tcache,

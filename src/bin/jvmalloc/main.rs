@@ -10,6 +10,7 @@ mod diff;
 mod dump;
 mod json;
 #[path = "../../names.rs"]
+#[allow(dead_code)]
 mod names;
 
 use std::process::ExitCode;
