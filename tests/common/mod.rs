@@ -335,3 +335,27 @@ pub fn assert_one_warning(program: &Path, var: &str, value: &str, says: &str) ->
     assert!(!out.stderr.contains("<jemalloc>"), "{}", out.stderr);
     l[0].to_string()
 }
+
+/// The release `jvmalloc` command (workspace member `cli/`), built (or brought up to date)
+/// once per test binary into the same target dir as [`lib`].
+pub fn jvmalloc_cmd() -> &'static Path {
+    static CMD: OnceLock<PathBuf> = OnceLock::new();
+    CMD.get_or_init(|| build_release(&["-p", "jvmalloc-cli"], "jvmalloc"))
+}
+
+/// Runs `cargo build --release <args>` into the test target dir; returns
+/// `target/release/<artifact>`, which must exist.
+fn build_release(args: &[&str], artifact: &str) -> PathBuf {
+    let st = Command::new(env!("CARGO"))
+        .args(["build", "--release"])
+        .args(args)
+        .arg("--target-dir")
+        .arg(target_dir())
+        .current_dir(root())
+        .status()
+        .expect("run cargo build");
+    assert!(st.success(), "cargo build --release {args:?} failed");
+    let out = target_dir().join("release").join(artifact);
+    assert!(out.exists(), "{} missing", out.display());
+    out
+}
