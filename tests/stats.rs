@@ -4,6 +4,7 @@ mod common;
 use common::*;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::process::{ChildStdin, ChildStdout};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -360,6 +361,150 @@ fn dump_command_errors_are_clear() {
         .output();
     assert_eq!(out.code, Some(1));
     assert!(out.stderr.contains("no JSON dump"), "{}", out.stderr);
+}
+
+/// A running `dump_target` (with the library), its stderr in a file.
+struct DumpTarget {
+    child: std::process::Child,
+    stdin: ChildStdin,
+    stdout: std::io::Lines<BufReader<ChildStdout>>,
+    pid: String,
+    err: PathBuf,
+}
+
+/// Starts `dump_target <mode>` and waits until it is ready.
+fn start_dump_target(mode: &str, dir: &str) -> DumpTarget {
+    let err = temp_dir(dir).join("stderr.txt");
+    let mut child = run(compile("dump_target", &[]))
+        .arg(mode)
+        .spawn_with_stderr(&err);
+    let stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let pid = wait_ready(&mut stdout);
+    DumpTarget {
+        child,
+        stdin,
+        stdout,
+        pid,
+        err,
+    }
+}
+
+impl DumpTarget {
+    /// Lets the target finish: it must end normally, not be killed by a signal it never
+    /// should have got.
+    fn finish(mut self) {
+        writeln!(self.stdin).unwrap();
+        drop(self.stdin);
+        let rest: Vec<String> = self.stdout.map_while(Result::ok).collect();
+        let status = self.child.wait().unwrap();
+        assert!(
+            status.success() && rest.iter().any(|l| l == "dump_target: ok"),
+            "target {status:?} {rest:?}\n{}",
+            String::from_utf8_lossy(&std::fs::read(&self.err).unwrap_or_default())
+        );
+    }
+}
+
+/// Whether SIGUSR1 is pending in process `pid` (sent but not delivered).
+fn usr1_pending(pid: &str) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    ["SigPnd", "ShdPnd"].iter().any(|f| {
+        let hex = status
+            .lines()
+            .find_map(|l| l.strip_prefix(f)?.strip_prefix(':'))
+            .unwrap()
+            .trim();
+        u64::from_str_radix(hex, 16).unwrap() & (1 << (libc::SIGUSR1 - 1)) != 0
+    })
+}
+
+#[test]
+fn dump_command_refuses_a_signal_at_its_default_action() {
+    let target = start_dump_target("default", "sigdfl");
+    let pid = target.pid.clone();
+    let out = run(jvmalloc_cmd())
+        .glibc()
+        .args(["dump", &pid, "--timeout", "5"])
+        .output();
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert_eq!(
+        out.stderr.trim_end(),
+        format!(
+            "jvmalloc: process {pid} does not catch SIGUSR1 (its action is the default, which \
+             would kill it, or it is ignored); not sending it"
+        )
+    );
+    // Sent, SIGUSR1 would have ended it by now, or at least be pending.
+    assert!(!usr1_pending(&pid));
+    // A thread id is not taken for its process (kill(tid) would signal the process).
+    let tid = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find(|t| *t != pid)
+        .unwrap();
+    let out = run(jvmalloc_cmd()).glibc().args(["dump", &tid]).output();
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr
+            .contains(&format!("{tid} is a thread of process {pid}")),
+        "{}",
+        out.stderr
+    );
+    target.finish();
+}
+
+#[test]
+fn dump_command_refuses_a_signal_blocked_in_every_thread() {
+    let target = start_dump_target("blocked", "sigblk");
+    let pid = target.pid.clone();
+    let out = run(jvmalloc_cmd())
+        .glibc()
+        .args(["dump", &pid, "--timeout", "5"])
+        .output();
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("process {pid} blocks SIGUSR1 in every thread")),
+        "{}",
+        out.stderr
+    );
+    assert!(!usr1_pending(&pid), "the signal was sent");
+    target.finish();
+}
+
+#[test]
+fn dump_command_finds_the_dump_in_a_log_that_is_not_utf8() {
+    let target = start_dump_target("noisy", "latin1");
+    let (pid, err) = (target.pid.clone(), target.err.clone());
+    // A timeout too far away for a deadline: waits as long as it takes (not long).
+    let out = run(jvmalloc_cmd())
+        .glibc()
+        .args(["dump", &pid, "--timeout", "18446744073709551615"])
+        .timeout(60)
+        .output();
+    target.finish();
+    out.assert_ok();
+    assert!(
+        out.stdout
+            .starts_with(&format!("=== jvmalloc statistics #1 pid {pid} ")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .trim_end()
+            .ends_with("=== end of jvmalloc statistics #1 ==="),
+        "{}",
+        out.stdout
+    );
+    // The log around the dump was not UTF-8 (and the dump sits between such lines).
+    let log = std::fs::read(&err).unwrap();
+    assert!(String::from_utf8(log.clone()).is_err());
+    let text = String::from_utf8_lossy(&log);
+    let at = text.find("=== jvmalloc statistics #1").unwrap();
+    assert!(text[..at].contains("caf\u{fffd} \u{fffd}\u{fffd} latin-1"));
 }
 
 fn wait_ready(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> String {
