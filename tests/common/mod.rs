@@ -31,18 +31,7 @@ pub fn work_dir() -> PathBuf {
 /// The release `libjvmalloc.so`, built (or brought up to date) once per test binary.
 pub fn lib() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
-    LIB.get_or_init(|| {
-        let st = Command::new(env!("CARGO"))
-            .args(["build", "--release", "--lib", "--target-dir"])
-            .arg(target_dir())
-            .current_dir(root())
-            .status()
-            .expect("run cargo build");
-        assert!(st.success(), "cargo build --release failed");
-        let so = target_dir().join("release/libjvmalloc.so");
-        assert!(so.exists(), "{} missing", so.display());
-        so
-    })
+    LIB.get_or_init(|| build_release(&["--lib"], "libjvmalloc.so"))
 }
 
 /// Compiles `c-tests/<name>.c` (plus extra gcc arguments) into the work dir, once.
