@@ -4,44 +4,66 @@ mod common;
 use common::*;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::process::{ChildStdin, ChildStdout};
 use std::time::Duration;
 
-#[path = "../src/bin/jvmalloc/json.rs"]
-#[allow(dead_code)]
-mod json;
-use json::Value;
+use serde_json::Value;
 
-fn jvmalloc_cmd() -> &'static str {
-    env!("CARGO_BIN_EXE_jvmalloc")
+/// Reads of dump fields; a field that is missing or of another type fails the test.
+trait Field {
+    fn int(&self) -> i64;
+    fn num(&self) -> f64;
+    fn str(&self) -> &str;
+    fn arr(&self) -> &[Value];
+}
+
+impl Field for Value {
+    fn int(&self) -> i64 {
+        self.as_i64()
+            .unwrap_or_else(|| panic!("not an integer: {self}"))
+    }
+    fn num(&self) -> f64 {
+        self.as_f64()
+            .unwrap_or_else(|| panic!("not a number: {self}"))
+    }
+    fn str(&self) -> &str {
+        self.as_str()
+            .unwrap_or_else(|| panic!("not a string: {self}"))
+    }
+    fn arr(&self) -> &[Value] {
+        self.as_array()
+            .unwrap_or_else(|| panic!("not an array: {self}"))
+    }
 }
 
 fn load(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    json::parse(text.trim_end()).unwrap_or_else(|e| panic!("{}: {e}\n{text}", path.display()))
+    serde_json::from_str(text.trim_end())
+        .unwrap_or_else(|e| panic!("{}: {e}\n{text}", path.display()))
 }
 
 fn thread<'a>(d: &'a Value, name: &str) -> &'a Value {
-    d.get("threads")
+    d["threads"]
         .arr()
         .iter()
-        .find(|t| t.get("name").str() == name)
+        .find(|t| t["name"].str() == name)
         .unwrap_or_else(|| panic!("no thread {name} in dump"))
 }
 
 /// `allocated = threads' net + thread caches + internal + unregistered`, and with every
 /// thread registered the unregistered part is within the thread-cache slack.
 fn assert_reconciles(d: &Value) {
-    let r = d.get("reconciliation");
+    let r = &d["reconciliation"];
     let (alloc, net, tc, internal, unreg) = (
-        r.get("allocated").int(),
-        r.get("threads_net").int(),
-        r.get("tcache").int(),
-        r.get("internal").int(),
-        r.get("unregistered_net").int(),
+        r["allocated"].int(),
+        r["threads_net"].int(),
+        r["tcache"].int(),
+        r["internal"].int(),
+        r["unregistered_net"].int(),
     );
     assert_eq!(alloc, net + tc + internal + unreg, "{r:?}");
-    assert!(unreg.abs() <= r.get("slack").int().max(64 << 10), "{r:?}");
-    assert_eq!(d.get("memory").get("allocated").int(), alloc);
+    assert!(unreg.abs() <= r["slack"].int().max(64 << 10), "{r:?}");
+    assert_eq!(d["memory"]["allocated"].int(), alloc);
 }
 
 fn json_env(run: Run, dir: &Path, name: &str) -> Run {
@@ -58,56 +80,49 @@ fn named_threads_match_what_they_allocated() {
     // alloc-A kept 1000 x 10 KiB, alloc-B 3 x 1 MiB, freer freed 500 of A's blocks.
     let near = |v: i64, want: i64| (v - want).abs() <= 4096;
     let a = thread(&d, "alloc-A");
-    assert!(near(a.get("allocated").int(), 10_240_000), "{a:?}");
-    assert!(near(a.get("net").int(), 10_240_000), "{a:?}");
+    assert!(near(a["allocated"].int(), 10_240_000), "{a:?}");
+    assert!(near(a["net"].int(), 10_240_000), "{a:?}");
     let b = thread(&d, "alloc-B");
-    assert!(near(b.get("net").int(), 3 << 20), "{b:?}");
+    assert!(near(b["net"].int(), 3 << 20), "{b:?}");
     let f = thread(&d, "freer");
-    assert!(near(f.get("net").int(), -5_120_000), "{f:?}");
-    assert!(f.get("freed").int() >= 5_120_000);
+    assert!(near(f["net"].int(), -5_120_000), "{f:?}");
+    assert!(f["freed"].int() >= 5_120_000);
     assert!(
-        thread(&d, "jvmalloc").get("tid").int() > 0,
+        thread(&d, "jvmalloc")["tid"].int() > 0,
         "reporter thread is named jvmalloc"
     );
     // Sorted by net bytes, biggest first.
-    let nets: Vec<i64> = d
-        .get("threads")
-        .arr()
-        .iter()
-        .map(|t| t.get("net").int())
-        .collect();
+    let nets: Vec<i64> = d["threads"].arr().iter().map(|t| t["net"].int()).collect();
     assert!(nets.windows(2).all(|w| w[0] >= w[1]), "{nets:?}");
     assert_reconciles(&d);
     // Size classes: the 10 KiB class holds A's 1000 blocks (500 freed by freer).
-    let c = d
-        .get("size_classes")
+    let c = d["size_classes"]
         .arr()
         .iter()
-        .find(|c| c.get("size").int() == 10240)
+        .find(|c| c["size"].int() == 10240)
         .expect("10240 class");
-    assert!(c.get("live_regions").int() >= 500, "{c:?}");
-    let u = c.get("utilisation").num();
+    assert!(c["live_regions"].int() >= 500, "{c:?}");
+    let u = c["utilisation"].num();
     assert!(u > 0.0 && u <= 1.0, "{c:?}");
-    assert_eq!(c.get("kind").str(), "small");
+    assert_eq!(c["kind"].str(), "small");
     // Second dump, after the threads exited: their bytes moved to the exited row.
     let d2 = load(&dir.join("k-2.json"));
-    assert!(d2.get("exited").get("threads").int() >= 3);
-    assert!(!d2
-        .get("threads")
+    assert!(d2["exited"]["threads"].int() >= 3);
+    assert!(!d2["threads"]
         .arr()
         .iter()
-        .any(|t| t.get("name").str() == "alloc-A"));
+        .any(|t| t["name"].str() == "alloc-A"));
     assert_reconciles(&d2);
     // Memory summary is consistent.
-    let m = d.get("memory");
-    assert!(m.get("rss").int() > 0 && m.get("resident").int() >= m.get("allocated").int());
+    let m = &d["memory"];
+    assert!(m["rss"].int() > 0 && m["resident"].int() >= m["allocated"].int());
     assert_eq!(
-        m.get("overhead").int(),
-        m.get("resident").int() - m.get("allocated").int()
+        m["overhead"].int(),
+        m["resident"].int() - m["allocated"].int()
     );
     assert_eq!(
-        m.get("rss_not_malloc").int(),
-        m.get("rss").int() - m.get("resident").int()
+        m["rss_not_malloc"].int(),
+        m["rss"].int() - m["resident"].int()
     );
 }
 
@@ -152,20 +167,20 @@ fn registry_overflow_shows_a_row_and_keeps_totals() {
     .output();
     out.assert_ok();
     let d = load(&dir.join("o-1.json"));
-    assert_eq!(d.get("registry").get("capacity").int(), 16);
-    assert_eq!(d.get("registry").get("live").int(), 16);
-    let un = d.get("unregistered");
+    assert_eq!(d["registry"]["capacity"].int(), 16);
+    assert_eq!(d["registry"]["live"].int(), 16);
+    let un = &d["unregistered"];
     // 42 threads (main, reporter, 40) for 16 slots: 26 overflow, each holding 64 KiB. Their
     // bytes are only known in sum, computed from the totals, so allow one block of drift.
-    assert_eq!(un.get("threads").int(), 26, "{un:?}");
+    assert_eq!(un["threads"].int(), 26, "{un:?}");
     assert!(
-        (un.get("net").int() - 26 * 65536).abs() <= 65536,
+        (un["net"].int() - 26 * 65536).abs() <= 65536,
         "{un:?} {:?}",
-        d.get("reconciliation")
+        d["reconciliation"]
     );
     let d2 = load(&dir.join("o-2.json"));
-    assert_eq!(d2.get("exited").get("threads").int(), 40);
-    assert_eq!(d2.get("unregistered").get("threads").int(), 0);
+    assert_eq!(d2["exited"]["threads"].int(), 40);
+    assert_eq!(d2["unregistered"]["threads"].int(), 0);
     assert_reconciles(&d2);
 }
 
@@ -179,14 +194,14 @@ fn churn_of_10000_threads_keeps_registry_bounded_and_totals_reconciled() {
     out.assert_ok();
     let first = load(&dir.join("c-1.json"));
     let last = load(&dir.join("c-2.json"));
-    assert_eq!(first.get("registry").get("bytes").int(), 4096 * 32);
+    assert_eq!(first["registry"]["bytes"].int(), 4096 * 32);
     assert_eq!(
-        first.get("registry").get("bytes").int(),
-        last.get("registry").get("bytes").int(),
+        first["registry"]["bytes"].int(),
+        last["registry"]["bytes"].int(),
         "registry memory is constant"
     );
-    assert!(last.get("exited").get("threads").int() >= 10000);
-    assert!(last.get("registry").get("live").int() <= 3);
+    assert!(last["exited"]["threads"].int() >= 10000);
+    assert!(last["registry"]["live"].int() <= 3);
     assert_reconciles(&last);
 }
 
@@ -214,7 +229,7 @@ fn signal_storm_finishes_with_whole_dumps() {
             f.display()
         );
         let d = load(f);
-        assert!(d.get("threads").arr().len() >= 9);
+        assert!(d["threads"].arr().len() >= 9);
     }
     // Text dumps to stderr, with a real-time signal: every dump begins and ends.
     let out = run(compile("signal_storm", &[]))
@@ -348,6 +363,150 @@ fn dump_command_errors_are_clear() {
     assert!(out.stderr.contains("no JSON dump"), "{}", out.stderr);
 }
 
+/// A running `dump_target` (with the library), its stderr in a file.
+struct DumpTarget {
+    child: std::process::Child,
+    stdin: ChildStdin,
+    stdout: std::io::Lines<BufReader<ChildStdout>>,
+    pid: String,
+    err: PathBuf,
+}
+
+/// Starts `dump_target <mode>` and waits until it is ready.
+fn start_dump_target(mode: &str, dir: &str) -> DumpTarget {
+    let err = temp_dir(dir).join("stderr.txt");
+    let mut child = run(compile("dump_target", &[]))
+        .arg(mode)
+        .spawn_with_stderr(&err);
+    let stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let pid = wait_ready(&mut stdout);
+    DumpTarget {
+        child,
+        stdin,
+        stdout,
+        pid,
+        err,
+    }
+}
+
+impl DumpTarget {
+    /// Lets the target finish: it must end normally, not be killed by a signal it never
+    /// should have got.
+    fn finish(mut self) {
+        writeln!(self.stdin).unwrap();
+        drop(self.stdin);
+        let rest: Vec<String> = self.stdout.map_while(Result::ok).collect();
+        let status = self.child.wait().unwrap();
+        assert!(
+            status.success() && rest.iter().any(|l| l == "dump_target: ok"),
+            "target {status:?} {rest:?}\n{}",
+            String::from_utf8_lossy(&std::fs::read(&self.err).unwrap_or_default())
+        );
+    }
+}
+
+/// Whether SIGUSR1 is pending in process `pid` (sent but not delivered).
+fn usr1_pending(pid: &str) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    ["SigPnd", "ShdPnd"].iter().any(|f| {
+        let hex = status
+            .lines()
+            .find_map(|l| l.strip_prefix(f)?.strip_prefix(':'))
+            .unwrap()
+            .trim();
+        u64::from_str_radix(hex, 16).unwrap() & (1 << (libc::SIGUSR1 - 1)) != 0
+    })
+}
+
+#[test]
+fn dump_command_refuses_a_signal_at_its_default_action() {
+    let target = start_dump_target("default", "sigdfl");
+    let pid = target.pid.clone();
+    let out = run(jvmalloc_cmd())
+        .glibc()
+        .args(["dump", &pid, "--timeout", "5"])
+        .output();
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert_eq!(
+        out.stderr.trim_end(),
+        format!(
+            "jvmalloc: process {pid} does not catch SIGUSR1 (its action is the default, which \
+             would kill it, or it is ignored); not sending it"
+        )
+    );
+    // Sent, SIGUSR1 would have ended it by now, or at least be pending.
+    assert!(!usr1_pending(&pid));
+    // A thread id is not taken for its process (kill(tid) would signal the process).
+    let tid = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find(|t| *t != pid)
+        .unwrap();
+    let out = run(jvmalloc_cmd()).glibc().args(["dump", &tid]).output();
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr
+            .contains(&format!("{tid} is a thread of process {pid}")),
+        "{}",
+        out.stderr
+    );
+    target.finish();
+}
+
+#[test]
+fn dump_command_refuses_a_signal_blocked_in_every_thread() {
+    let target = start_dump_target("blocked", "sigblk");
+    let pid = target.pid.clone();
+    let out = run(jvmalloc_cmd())
+        .glibc()
+        .args(["dump", &pid, "--timeout", "5"])
+        .output();
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("process {pid} blocks SIGUSR1 in every thread")),
+        "{}",
+        out.stderr
+    );
+    assert!(!usr1_pending(&pid), "the signal was sent");
+    target.finish();
+}
+
+#[test]
+fn dump_command_finds_the_dump_in_a_log_that_is_not_utf8() {
+    let target = start_dump_target("noisy", "latin1");
+    let (pid, err) = (target.pid.clone(), target.err.clone());
+    // A timeout too far away for a deadline: waits as long as it takes (not long).
+    let out = run(jvmalloc_cmd())
+        .glibc()
+        .args(["dump", &pid, "--timeout", "18446744073709551615"])
+        .timeout(60)
+        .output();
+    target.finish();
+    out.assert_ok();
+    assert!(
+        out.stdout
+            .starts_with(&format!("=== jvmalloc statistics #1 pid {pid} ")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .trim_end()
+            .ends_with("=== end of jvmalloc statistics #1 ==="),
+        "{}",
+        out.stdout
+    );
+    // The log around the dump was not UTF-8 (and the dump sits between such lines).
+    let log = std::fs::read(&err).unwrap();
+    assert!(String::from_utf8(log.clone()).is_err());
+    let text = String::from_utf8_lossy(&log);
+    let at = text.find("=== jvmalloc statistics #1").unwrap();
+    assert!(text[..at].contains("caf\u{fffd} \u{fffd}\u{fffd} latin-1"));
+}
+
 fn wait_ready(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> String {
     loop {
         let line = lines.next().expect("program ended before ready").unwrap();
@@ -390,29 +549,30 @@ fn jvm_dump_names_threads_and_splits_rss() {
     let status = child.wait().unwrap();
     out.assert_ok();
     assert!(status.success(), "java exited {status:?}");
-    let d = json::parse(out.stdout.trim_end()).expect("dump command prints the JSON dump");
-    assert_eq!(d.get("pid").int().to_string(), pid);
+    let d = serde_json::from_str::<Value>(out.stdout.trim_end())
+        .expect("dump command prints the JSON dump");
+    assert_eq!(d["pid"].int().to_string(), pid);
     for name in ["keeper-thread", "VM Thread", "Reference Handl", "jvmalloc"] {
         thread(&d, name);
     }
-    let m = d.get("memory");
-    assert!(m.get("rss").int() >= m.get("resident").int(), "{m:?}");
+    let m = &d["memory"];
+    assert!(m["rss"].int() >= m["resident"].int(), "{m:?}");
     // The 96 MiB of Java heap the program touched is RSS that malloc does not own.
-    assert!(m.get("rss_not_malloc").int() >= 96 << 20, "{m:?}");
+    assert!(m["rss_not_malloc"].int() >= 96 << 20, "{m:?}");
     assert_reconciles_loosely(&d);
 }
 
 /// In a JVM, threads allocate while the dump is taken: allow a few MiB of drift.
 fn assert_reconciles_loosely(d: &Value) {
-    let r = d.get("reconciliation");
+    let r = &d["reconciliation"];
     assert_eq!(
-        r.get("allocated").int(),
-        r.get("threads_net").int()
-            + r.get("tcache").int()
-            + r.get("internal").int()
-            + r.get("unregistered_net").int()
+        r["allocated"].int(),
+        r["threads_net"].int()
+            + r["tcache"].int()
+            + r["internal"].int()
+            + r["unregistered_net"].int()
     );
-    assert!(r.get("unregistered_net").int().abs() < 8 << 20, "{r:?}");
+    assert!(r["unregistered_net"].int().abs() < 8 << 20, "{r:?}");
 }
 
 #[test]

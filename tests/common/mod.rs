@@ -31,18 +31,7 @@ pub fn work_dir() -> PathBuf {
 /// The release `libjvmalloc.so`, built (or brought up to date) once per test binary.
 pub fn lib() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
-    LIB.get_or_init(|| {
-        let st = Command::new(env!("CARGO"))
-            .args(["build", "--release", "--lib", "--target-dir"])
-            .arg(target_dir())
-            .current_dir(root())
-            .status()
-            .expect("run cargo build");
-        assert!(st.success(), "cargo build --release failed");
-        let so = target_dir().join("release/libjvmalloc.so");
-        assert!(so.exists(), "{} missing", so.display());
-        so
-    })
+    LIB.get_or_init(|| build_release(&["--lib"], "libjvmalloc.so"))
 }
 
 /// Every JDK on the machine (`/usr/lib/jvm/*` with a `bin/java`, symbolic links folded),
@@ -360,4 +349,28 @@ pub fn assert_one_warning(program: &Path, var: &str, value: &str, says: &str) ->
     assert!(!l[0].contains('\u{1b}'), "{}", l[0]);
     assert!(!out.stderr.contains("<jemalloc>"), "{}", out.stderr);
     l[0].to_string()
+}
+
+/// The release `jvmalloc` command (workspace member `cli/`), built (or brought up to date)
+/// once per test binary into the same target dir as [`lib`].
+pub fn jvmalloc_cmd() -> &'static Path {
+    static CMD: OnceLock<PathBuf> = OnceLock::new();
+    CMD.get_or_init(|| build_release(&["-p", "jvmalloc-cli"], "jvmalloc"))
+}
+
+/// Runs `cargo build --release <args>` into the test target dir; returns
+/// `target/release/<artifact>`, which must exist.
+fn build_release(args: &[&str], artifact: &str) -> PathBuf {
+    let st = Command::new(env!("CARGO"))
+        .args(["build", "--release"])
+        .args(args)
+        .arg("--target-dir")
+        .arg(target_dir())
+        .current_dir(root())
+        .status()
+        .expect("run cargo build");
+    assert!(st.success(), "cargo build --release {args:?} failed");
+    let out = target_dir().join("release").join(artifact);
+    assert!(out.exists(), "{} missing", out.display());
+    out
 }

@@ -7,114 +7,68 @@
 //! of live bytes. A leak such as a per-checkpoint map that never shrinks shows up as the
 //! thread pool that allocates it and the size class it fills.
 
-use crate::json::Value;
+use crate::dumpfile::{Dump, Group};
+use crate::names::pool_name;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-/// Thread name with each run of digits that does not follow a letter replaced by `N`.
-pub fn pool_name(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut prev: Option<char> = None;
-    let mut pooling = false;
-    for c in name.chars() {
-        if c.is_ascii_digit() {
-            let starts_run = !prev.is_some_and(|p| p.is_ascii_digit());
-            if starts_run {
-                pooling = !prev.is_some_and(|p| p.is_alphabetic());
-                if pooling {
-                    out.push('N');
-                }
-            }
-            if !pooling {
-                out.push(c);
-            }
-        } else {
-            out.push(c);
-        }
-        prev = Some(c);
-    }
-    out
-}
-
+/// Threads and net bytes of a row: a pool of live threads, the exited or the unregistered.
 #[derive(Default, Clone, Copy)]
 struct Pool {
-    threads: i64,
-    net: i64,
+    threads: i128,
+    net: i128,
 }
 
-fn pools(d: &Value) -> BTreeMap<String, Pool> {
-    let mut m: BTreeMap<String, Pool> = BTreeMap::new();
-    for t in d.get("threads").arr() {
-        let p = m.entry(pool_name(t.get("name").str())).or_default();
-        p.threads += 1;
-        p.net += t.get("net").int();
+impl From<&Group> for Pool {
+    fn from(g: &Group) -> Self {
+        Pool {
+            threads: g.threads,
+            net: g.net,
+        }
     }
-    let ex = d.get("exited");
-    m.insert(
-        "[exited threads]".into(),
-        Pool {
-            threads: ex.get("threads").int(),
-            net: ex.get("net").int(),
-        },
-    );
-    let un = d.get("unregistered");
-    m.insert(
-        "[unregistered]".into(),
-        Pool {
-            threads: un.get("threads").int(),
-            net: un.get("net").int(),
-        },
-    );
+}
+
+fn pools(d: &Dump) -> BTreeMap<String, Pool> {
+    let mut m: BTreeMap<String, Pool> = BTreeMap::new();
+    for t in &d.threads {
+        let p = m.entry(pool_name(&t.name)).or_default();
+        p.threads += 1;
+        p.net += t.net;
+    }
+    m.insert("[exited threads]".into(), (&d.exited).into());
+    m.insert("[unregistered]".into(), (&d.unregistered).into());
     m
 }
 
-fn classes(d: &Value) -> BTreeMap<(String, i64), (i64, i64)> {
-    d.get("size_classes")
-        .arr()
+fn classes(d: &Dump) -> BTreeMap<(String, i128), (i128, i128)> {
+    d.size_classes
         .iter()
-        .map(|c| {
-            (
-                (c.get("kind").str().to_string(), c.get("size").int()),
-                (c.get("live_bytes").int(), c.get("live_regions").int()),
-            )
-        })
+        .map(|c| ((c.kind.clone(), c.size), (c.live_bytes, c.live_regions)))
         .collect()
 }
 
-fn mib(v: i64) -> f64 {
+fn mib(v: i128) -> f64 {
     v as f64 / 1048576.0
 }
 
-pub fn run(old: &Value, new: &Value, top: usize) -> String {
+pub fn run(old: &Dump, new: &Dump, top: usize) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
         "jvmalloc diff: pid {} ({}), dump #{} at {} -> #{} at {}, {:.1} s apart",
-        new.get("pid").int(),
-        new.get("process").str(),
-        old.get("seq").int(),
-        old.get("time").str(),
-        new.get("seq").int(),
-        new.get("time").str(),
-        new.get("uptime_s").num() - old.get("uptime_s").num()
+        new.pid,
+        new.process,
+        old.seq,
+        old.time,
+        new.seq,
+        new.time,
+        new.uptime_s - old.uptime_s
     );
     let _ = writeln!(
         o,
         "memory                        old bytes       new bytes          growth  growth MiB"
     );
-    for k in [
-        "rss",
-        "allocated",
-        "resident",
-        "overhead",
-        "rss_not_malloc",
-        "dirty",
-        "retained",
-    ] {
-        let (a, b) = (
-            old.get("memory").get(k).int(),
-            new.get("memory").get(k).int(),
-        );
+    for ((k, a), (_, b)) in old.memory.rows().into_iter().zip(new.memory.rows()) {
         let _ = writeln!(
             o,
             "  {k:<20} {a:>15} {b:>15} {:>+15} {:>+11.1}",
@@ -159,7 +113,7 @@ pub fn run(old: &Value, new: &Value, top: usize) -> String {
         );
     }
     if rows.len() > top {
-        let g: i64 = rows[top..].iter().map(|(_, a, b)| b.net - a.net).sum();
+        let g: i128 = rows[top..].iter().map(|(_, a, b)| b.net - a.net).sum();
         let _ = writeln!(
             o,
             "  {:<28} {:>7} {:>15} {:>15} {g:>+15} {:>+11.1}",
@@ -172,11 +126,11 @@ pub fn run(old: &Value, new: &Value, top: usize) -> String {
     }
 
     let (co, cn) = (classes(old), classes(new));
-    let mut keys: Vec<&(String, i64)> = cn
+    let mut keys: Vec<&(String, i128)> = cn
         .keys()
         .chain(co.keys().filter(|k| !cn.contains_key(*k)))
         .collect();
-    let growth = |k: &(String, i64)| {
+    let growth = |k: &(String, i128)| {
         let (a, b) = (
             co.get(k).copied().unwrap_or_default(),
             cn.get(k).copied().unwrap_or_default(),
@@ -207,11 +161,23 @@ pub fn run(old: &Value, new: &Value, top: usize) -> String {
 mod tests {
     #[test]
     fn pools_digit_runs() {
-        assert_eq!(super::pool_name("pool-12-thread-3"), "pool-N-thread-N");
-        assert_eq!(super::pool_name("Kafka Fetcher 7"), "Kafka Fetcher N");
-        assert_eq!(super::pool_name("VM Thread"), "VM Thread");
-        assert_eq!(super::pool_name("C2 CompilerThre"), "C2 CompilerThre");
-        assert_eq!(super::pool_name("G1 Refine#12"), "G1 Refine#N");
-        assert_eq!(super::pool_name("taskmanager_0-m"), "taskmanager_N-m");
+        assert_eq!(
+            crate::names::pool_name("pool-12-thread-3"),
+            "pool-N-thread-N"
+        );
+        assert_eq!(
+            crate::names::pool_name("Kafka Fetcher 7"),
+            "Kafka Fetcher N"
+        );
+        assert_eq!(crate::names::pool_name("VM Thread"), "VM Thread");
+        assert_eq!(
+            crate::names::pool_name("C2 CompilerThre"),
+            "C2 CompilerThre"
+        );
+        assert_eq!(crate::names::pool_name("G1 Refine#12"), "G1 Refine#N");
+        assert_eq!(
+            crate::names::pool_name("taskmanager_0-m"),
+            "taskmanager_N-m"
+        );
     }
 }
