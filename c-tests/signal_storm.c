@@ -7,8 +7,10 @@
 #include <signal.h>
 
 static volatile int stop;
+static int started;
 
 static void *alloc_loop(void *arg) {
+    __atomic_add_fetch(&started, 1, __ATOMIC_SEQ_CST);
     churn_until(&stop, 5 + (uintptr_t)arg, 300000);
     return NULL;
 }
@@ -20,7 +22,10 @@ int main(int argc, char **argv) {
     int sig = s ? atoi(s) : SIGUSR1;
     pthread_t t[8];
     for (int i = 0; i < 8; i++) pthread_create(&t[i], NULL, alloc_loop, (void *)(intptr_t)i);
-    usleep(100000);
+    /* Every worker runs (and is registered) before the first signal, however loaded the
+     * machine is. */
+    while (__atomic_load_n(&started, __ATOMIC_SEQ_CST) < 8) usleep(1000);
+    usleep(20000);
     for (int i = 0; i < n; i++) CHECK(kill(getpid(), sig) == 0, "kill %d", i);
     usleep(300000);
     stop = 1;
