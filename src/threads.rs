@@ -59,6 +59,8 @@ static EXITED_ALLOCATED: AtomicU64 = AtomicU64::new(0);
 static EXITED_FREED: AtomicU64 = AtomicU64::new(0);
 /// Live threads that found no free slot.
 static OVERFLOW_LIVE: AtomicI64 = AtomicI64::new(0);
+/// Whether the registry's overflow was said on stderr (once per process).
+static OVERFLOW_SAID: AtomicBool = AtomicBool::new(false);
 static KEY: AtomicU32 = AtomicU32::new(u32::MAX);
 /// Whether KEY exists (the process is in scope and the key could be created).
 static KEYED: AtomicBool = AtomicBool::new(false);
@@ -197,6 +199,13 @@ fn register_current(counted: bool) {
     }
     OVERFLOW_LIVE.fetch_add(1, Relaxed);
     set_key(counted | OVERFLOW);
+    if !OVERFLOW_SAID.swap(true, Relaxed) {
+        crate::diag::say!(
+            "the thread registry is full ({} slots, JVMALLOC_STATS_THREADS): threads started \
+             from now on while it stays full are counted together in the dumps' unregistered row",
+            slots.len()
+        );
+    }
 }
 
 fn fold_exited(allocated: u64, freed: u64) {

@@ -166,6 +166,13 @@ fn registry_overflow_shows_a_row_and_keeps_totals() {
     .env("JVMALLOC_STATS_THREADS", "16")
     .output();
     out.assert_ok();
+    // Said once on stderr, however many threads overflow.
+    let full: Vec<&str> = out
+        .jvmalloc_lines()
+        .into_iter()
+        .filter(|l| l.contains("thread registry is full (16 slots, JVMALLOC_STATS_THREADS)"))
+        .collect();
+    assert_eq!(full.len(), 1, "{}", out.stderr);
     let d = load(&dir.join("o-1.json"));
     assert_eq!(d["registry"]["capacity"].int(), 16);
     assert_eq!(d["registry"]["live"].int(), 16);
