@@ -50,6 +50,7 @@ mod guard;
 mod init;
 mod introspect;
 mod jemalloc;
+mod jvm;
 mod metrics;
 mod mgmt;
 mod names;

@@ -7,6 +7,7 @@
 //! allocator's (at most 232), and threads are pooled by name ([`crate::names::pool_name`])
 //! into the [`TOP_POOLS`] largest pools plus `other`. `docs/stats.md` lists every metric.
 
+use crate::jvm::Jvm;
 use crate::names::pool_name;
 use crate::stats::Snapshot;
 use std::collections::BTreeMap;
@@ -117,6 +118,33 @@ pub fn render(s: &Snapshot) -> String {
     ];
     for (part, v) in split {
         o.sample("jvmalloc_rss_split_bytes", &[("part", part)], v);
+    }
+    if let Jvm::Split(j) = &s.jvm {
+        o.head(
+            "jvmalloc_jvm_rss_bytes",
+            "gauge",
+            "RSS not owned by malloc, split from the JVM's performance counters and the memory map: java_heap (resident), metaspace (committed, class space included), thread_stacks, code_cache, mapped_files, other.",
+        );
+        for p in s.parts.iter().skip(2) {
+            o.sample("jvmalloc_jvm_rss_bytes", &[("part", p.key)], p.bytes);
+        }
+        let jvm: [(&str, &str, u64); 7] = [
+            ("jvmalloc_jvm_heap_max_bytes", "The Java heap's maximum size (-Xmx).", j.heap_max),
+            ("jvmalloc_jvm_heap_committed_bytes", "The Java heap's committed size (sum of the generations' capacities, as jstat shows).", j.heap_committed),
+            ("jvmalloc_jvm_heap_used_bytes", "Bytes used in the Java heap (sum of the spaces' used, as jstat shows).", j.heap_used),
+            ("jvmalloc_jvm_metaspace_committed_bytes", "Metaspace committed (sun.gc.metaspace.capacity).", j.metaspace_committed),
+            ("jvmalloc_jvm_metaspace_used_bytes", "Metaspace used (sun.gc.metaspace.used).", j.metaspace_used),
+            ("jvmalloc_jvm_class_space_committed_bytes", "Compressed class space committed.", j.class_space_committed),
+            ("jvmalloc_jvm_thread_stacks_bytes", "Resident bytes of the thread stacks found in the memory map.", j.stacks_resident),
+        ];
+        for (name, help, v) in jvm {
+            o.gauge(name, help, v);
+        }
+        o.gauge(
+            "jvmalloc_jvm_threads",
+            "Live Java threads (java.threads.live).",
+            j.java_threads,
+        );
     }
     let gauges: [(&str, &str, u64); 9] = [
         ("jvmalloc_allocated_bytes", "Bytes in live allocations, including objects parked in thread caches (jemalloc stats.allocated).", t.allocated),

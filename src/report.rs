@@ -2,6 +2,7 @@
 //! line, for tools; schema in `docs/stats.md`). Pure formatting of a [`Snapshot`].
 
 use crate::config::{ArenasFrom, Format};
+use crate::jvm::Jvm;
 use crate::stats::Snapshot;
 use std::fmt::Write;
 
@@ -54,6 +55,85 @@ fn config_text(s: &Snapshot) -> String {
     )
 }
 
+/// The RSS split, its change since the previous dump, and the JVM's own figures: what an
+/// operator reads first.
+fn split_text(o: &mut String, s: &Snapshot) {
+    if let Some(g) = &s.growth {
+        let three = ["java_heap", "malloc_live", "allocator_overhead"];
+        let (top, d) = g.deltas[0];
+        let others: Vec<String> = g
+            .deltas
+            .iter()
+            .filter(|(p, _)| p.key != top.key && (three.contains(&p.key) || p.key == "not_malloc"))
+            .map(|(p, d)| format!("{} {:+.1} MiB", p.label, mib(*d)))
+            .collect();
+        let _ = writeln!(
+            o,
+            "{} since dump #{} ({:.1} s ago): {} {:+.1} MiB ({})",
+            if d > 0 { "grew most" } else { "nothing grew" },
+            g.since_seq,
+            g.seconds,
+            top.label,
+            mib(d),
+            others.join(", ")
+        );
+    }
+    let _ = writeln!(
+        o,
+        "RSS split                                      bytes        MiB   % of RSS{}",
+        if s.growth.is_some() {
+            "     change MiB"
+        } else {
+            ""
+        }
+    );
+    for p in &s.parts {
+        let change = s
+            .growth
+            .as_ref()
+            .and_then(|g| g.deltas.iter().find(|(q, _)| q.key == p.key))
+            .map_or(String::new(), |(_, d)| format!(" {:>+14.1}", mib(*d)));
+        let _ = writeln!(
+            o,
+            "  {:<42} {:>14} {:>10.1} {:>9.1}%{change}",
+            p.label,
+            p.bytes,
+            mib(p.bytes as i64),
+            100.0 * p.bytes as f64 / s.rss.max(1) as f64
+        );
+    }
+    match &s.jvm {
+        Jvm::Split(j) => {
+            let m = |v: u64| mib(v as i64);
+            let resident = j.heap_resident.map_or("resident unknown".to_string(), |r| {
+                format!("{:.1} resident", m(r))
+            });
+            let _ = writeln!(
+                o,
+                "jvm: Java heap {:.1} committed, {:.1} used, {resident}, {:.1} max; metaspace {:.1} committed, \
+                 {:.1} used; class space {:.1} committed, {:.1} used; {} live Java threads, {} stacks \
+                 {:.1} resident; code cache {:.1} resident (MiB; counters from {})",
+                m(j.heap_committed),
+                m(j.heap_used),
+                m(j.heap_max),
+                m(j.metaspace_committed),
+                m(j.metaspace_used),
+                m(j.class_space_committed),
+                m(j.class_space_used),
+                j.java_threads,
+                j.stacks,
+                m(j.stacks_resident),
+                m(j.code_resident),
+                j.source
+            );
+        }
+        Jvm::Unavailable(why) => {
+            let _ = writeln!(o, "jvm: {why}");
+        }
+        Jvm::NotHotSpot => {}
+    }
+}
+
 fn text(s: &Snapshot) -> String {
     let t = &s.totals;
     let mut o = String::with_capacity(16 << 10);
@@ -66,6 +146,7 @@ fn text(s: &Snapshot) -> String {
         iso_time(s.unix_time),
         s.uptime_s
     );
+    split_text(&mut o, s);
     if let Some(lib) = &s.foreign_malloc {
         let _ = writeln!(
             o,
@@ -276,6 +357,67 @@ fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
     v.map_or("null".to_string(), |v| v.to_string())
 }
 
+/// `rss_split`, `growth` and `jvm` objects (see docs/stats.md).
+fn split_json(o: &mut String, s: &Snapshot) {
+    o.push_str(",\"rss_split\":{");
+    for (i, p) in s.parts.iter().enumerate() {
+        let _ = write!(
+            o,
+            "{}\"{}\":{}",
+            if i > 0 { "," } else { "" },
+            p.key,
+            p.bytes
+        );
+    }
+    o.push('}');
+    match &s.growth {
+        Some(g) => {
+            let _ = write!(
+                o,
+                ",\"growth\":{{\"since_seq\":{},\"seconds\":{:.3},\"grew_most\":\"{}\",\"bytes\":{{",
+                g.since_seq, g.seconds, g.deltas[0].0.key
+            );
+            for (i, (p, d)) in g.deltas.iter().enumerate() {
+                let _ = write!(o, "{}\"{}\":{d}", if i > 0 { "," } else { "" }, p.key);
+            }
+            o.push_str("}}");
+        }
+        None => o.push_str(",\"growth\":null"),
+    }
+    match &s.jvm {
+        Jvm::Split(j) => {
+            let _ = write!(
+                o,
+                ",\"jvm\":{{\"heap_max\":{},\"heap_committed\":{},\"heap_used\":{},\"heap_resident\":{},\
+                 \"metaspace_committed\":{},\"metaspace_used\":{},\"class_space_committed\":{},\
+                 \"class_space_used\":{},\"java_threads\":{},\"stacks\":{},\"stacks_resident\":{},\
+                 \"code_resident\":{},\"files_resident\":{},\"source\":",
+                j.heap_max,
+                j.heap_committed,
+                j.heap_used,
+                opt(j.heap_resident),
+                j.metaspace_committed,
+                j.metaspace_used,
+                j.class_space_committed,
+                j.class_space_used,
+                j.java_threads,
+                j.stacks,
+                j.stacks_resident,
+                j.code_resident,
+                j.files_resident
+            );
+            js(o, &j.source);
+            o.push('}');
+        }
+        Jvm::Unavailable(why) => {
+            o.push_str(",\"jvm\":{\"unavailable\":");
+            js(o, why);
+            o.push('}');
+        }
+        Jvm::NotHotSpot => o.push_str(",\"jvm\":null"),
+    }
+}
+
 fn json(s: &Snapshot) -> String {
     let t = &s.totals;
     let c = &s.config;
@@ -293,6 +435,7 @@ fn json(s: &Snapshot) -> String {
         iso_time(s.unix_time),
         s.uptime_s
     );
+    split_json(&mut o, s);
     o.push_str(",\"foreign_malloc\":");
     match &s.foreign_malloc {
         Some(lib) => js(&mut o, lib),

@@ -267,7 +267,7 @@ fn run() {
             return;
         }
         request::serve_pending(&mut answer);
-        exporter.serve(&mut || metrics::render(&snapshot()));
+        exporter.serve(&mut || metrics::render(&snapshot(false)));
         let mut dump = REQUESTS.swap(0, AcqRel) > 0;
         let now = monotonic_ns();
         if next_purge.is_some_and(|t| now >= t) {
@@ -289,12 +289,30 @@ fn run() {
     }
 }
 
+/// The previous dump's RSS split, for the next dump's headline.
+struct Previous(UnsafeCell<Option<stats::Baseline>>);
+// SAFETY: only accessed by the thread holding DUMPING (see `snapshot`).
+unsafe impl Sync for Previous {}
+static PREVIOUS: Previous = Previous(UnsafeCell::new(None));
+
 /// A snapshot, taken while no other is (the registry's slots are read one reader at a
-/// time).
-fn snapshot() -> stats::Snapshot {
+/// time). A dump (`is_dump`) is compared with the previous dump and becomes the next
+/// one's baseline; metrics are not.
+fn snapshot(is_dump: bool) -> stats::Snapshot {
     let cfg = init::config();
     let _one_at_a_time = DUMPING.lock();
-    stats::take(SEQ.fetch_add(1, Relaxed), cfg, uptime_s())
+    // SAFETY: DUMPING is held, so no other thread touches PREVIOUS.
+    let previous = unsafe { &mut *PREVIOUS.0.get() };
+    let s = stats::take(
+        SEQ.fetch_add(1, Relaxed),
+        cfg,
+        uptime_s(),
+        previous.as_ref().filter(|_| is_dump),
+    );
+    if is_dump {
+        *previous = Some(s.baseline());
+    }
+    s
 }
 
 /// The answer to a request of the `jvmalloc` command ([`crate::request`]).
@@ -302,10 +320,10 @@ fn answer(what: &str) -> Result<Vec<u8>, String> {
     let format = match what {
         "dump text" => crate::config::Format::Text,
         "dump json" => crate::config::Format::Json,
-        "metrics" => return Ok(metrics::render(&snapshot()).into_bytes()),
+        "metrics" => return Ok(metrics::render(&snapshot(false)).into_bytes()),
         _ => return Err(format!("unknown request {what:?}")),
     };
-    Ok(report::render(&snapshot(), format).into_bytes())
+    Ok(report::render(&snapshot(true), format).into_bytes())
 }
 
 fn write_metrics_file(cfg: &Config) {
@@ -313,7 +331,9 @@ fn write_metrics_file(cfg: &Config) {
         return;
     };
     let path = names::expand(template, std::process::id(), Some(0), Some(0));
-    if let Err(e) = crate::dumpfile::write(&path, metrics::render(&snapshot()).as_bytes(), 0o644) {
+    if let Err(e) =
+        crate::dumpfile::write(&path, metrics::render(&snapshot(false)).as_bytes(), 0o644)
+    {
         if !METRICS_WARNED.swap(true, Relaxed) {
             let mut l = crate::diag::Line::new();
             let _ = core::fmt::Write::write_str(&mut l, "cannot write metrics to ");
@@ -328,7 +348,7 @@ fn write_metrics_file(cfg: &Config) {
 /// written.
 pub fn dump_now() -> bool {
     let cfg = init::config();
-    let snap = snapshot();
+    let snap = snapshot(true);
     let text = report::render(&snap, cfg.stats.format);
     write_dump(cfg, snap.seq, snap.unix_time, text.as_bytes())
 }
@@ -374,6 +394,9 @@ extern "C" fn at_exit() {
 /// the parent had not served are the parent's.
 pub fn after_fork_child() {
     DUMPING.reset();
+    // SAFETY: in the child only this thread exists; the parent's baseline is not ours
+    // (left allocated: nothing here frees).
+    core::mem::forget(unsafe { (*PREVIOUS.0.get()).take() });
     REQUESTS.store(0, Relaxed);
     request::clear();
     WAKE.take();

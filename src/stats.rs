@@ -4,6 +4,7 @@
 
 use crate::config::Config;
 use crate::jemalloc::{self, Mib, Totals};
+use crate::jvm::{self, Jvm, Part};
 use crate::sysfile::{self, Path};
 use crate::threads;
 use std::ffi::CStr;
@@ -62,6 +63,12 @@ pub struct Snapshot {
     pub purged_bytes: u64,
     /// Memory-pressure episodes since start.
     pub pressure_events: u64,
+    /// The JVM's counters and mappings, in a JVM.
+    pub jvm: Jvm,
+    /// RSS split into parts that add up to it ([`crate::jvm::parts`]).
+    pub parts: Vec<Part>,
+    /// How each part changed since the previous dump, biggest growth first.
+    pub growth: Option<Growth>,
     pub rss: u64,
     pub totals: Totals,
     /// Bytes parked in thread caches: counted as allocated by jemalloc, as freed by the
@@ -87,7 +94,54 @@ pub struct Snapshot {
     pub arenas: Vec<ArenaRow>,
 }
 
+/// What a later dump compares itself with.
+#[derive(Debug, Clone)]
+pub struct Baseline {
+    pub seq: u64,
+    pub uptime_s: f64,
+    pub parts: Vec<Part>,
+}
+
+/// The change of every part of RSS since an earlier dump.
+#[derive(Debug, Clone)]
+pub struct Growth {
+    pub since_seq: u64,
+    pub seconds: f64,
+    /// `(part, change in bytes)`, biggest growth first.
+    pub deltas: Vec<(Part, i64)>,
+}
+
+impl Growth {
+    fn between(old: &Baseline, new: &[Part], uptime_s: f64) -> Growth {
+        let before = |key: &str| {
+            old.parts
+                .iter()
+                .find(|p| p.key == key)
+                .map_or(0, |p| p.bytes)
+        };
+        let mut deltas: Vec<(Part, i64)> = new
+            .iter()
+            .map(|p| (*p, p.bytes as i64 - before(p.key) as i64))
+            .collect();
+        deltas.sort_by_key(|d| core::cmp::Reverse(d.1));
+        Growth {
+            since_seq: old.seq,
+            seconds: uptime_s - old.uptime_s,
+            deltas,
+        }
+    }
+}
+
 impl Snapshot {
+    /// What the next dump compares itself with.
+    pub fn baseline(&self) -> Baseline {
+        Baseline {
+            seq: self.seq,
+            uptime_s: self.uptime_s,
+            parts: self.parts.clone(),
+        }
+    }
+
     /// Net bytes of live and exited registered threads.
     pub fn threads_net(&self) -> i64 {
         self.threads.iter().map(|t| t.net).sum::<i64>() + self.exited_net()
@@ -281,7 +335,7 @@ fn arenas(page: u64) -> Vec<ArenaRow> {
 
 /// Takes a snapshot now. The registry and jemalloc's totals are read back to back so that
 /// allocations in between (including this function's own) stay small.
-pub fn take(seq: u64, config: &Config, uptime_s: f64) -> Snapshot {
+pub fn take(seq: u64, config: &Config, uptime_s: f64, previous: Option<&Baseline>) -> Snapshot {
     let reg = threads::snapshot();
     let totals = Totals::read();
     let tcache = read_at::<SizeT>(&mib(c"stats.arenas.0.tcache_bytes"), &[(2, ALL)]);
@@ -313,6 +367,9 @@ pub fn take(seq: u64, config: &Config, uptime_s: f64) -> Snapshot {
             * (jemalloc::read::<u64>(c"stats.arenas.4096.dirty_purged").unwrap_or(0)
                 + jemalloc::read::<u64>(c"stats.arenas.4096.muzzy_purged").unwrap_or(0)),
         pressure_events: crate::guard::episodes(),
+        jvm: Jvm::NotHotSpot,
+        parts: Vec::new(),
+        growth: None,
         rss,
         totals,
         tcache,
@@ -332,5 +389,8 @@ pub fn take(seq: u64, config: &Config, uptime_s: f64) -> Snapshot {
     };
     s.unregistered_net =
         totals.allocated as i64 - tcache as i64 - internal as i64 - s.threads_net();
+    s.jvm = jvm::read();
+    s.parts = jvm::parts(rss, totals.allocated, totals.resident, &s.jvm);
+    s.growth = previous.map(|p| Growth::between(p, &s.parts, uptime_s));
     s
 }
