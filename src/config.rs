@@ -490,18 +490,20 @@ pub fn load() -> Config {
     if active {
         check_unknown();
     }
-    let (derived, from) = default_arenas();
+    // The default costs reading the cgroup CPU quota: only when the variable does not
+    // give a number.
+    let given = env::get("JVMALLOC_ARENAS").is_some_and(|raw| parse_int(raw, false).is_some());
+    let (derived, arenas_from) = if given {
+        (1, ArenasFrom::Variable)
+    } else {
+        default_arenas()
+    };
     let arenas_num = Num {
         name: "JVMALLOC_ARENAS",
         default: derived as i64,
         min: 1,
         max: 1024,
         sizes: false,
-    };
-    let arenas_from = if env::get(arenas_num.name).is_some() {
-        ArenasFrom::Variable
-    } else {
-        from
     };
     let (memory_limit, memory_limit_from) = if active {
         read_memory_limit()

@@ -67,11 +67,11 @@ fn slow() -> bool {
             jemalloc::set_options(cfg.jemalloc_options(&mut buf));
             // SAFETY: we won the race (see ConfigCell); nobody reads CONFIG before DONE.
             unsafe { (*CONFIG.0.get()).write(cfg) };
-            // jemalloc initialises on its first call (any mallctl). Whatever it calls that
+            // jemalloc initialises on its first call. Whatever it calls that
             // comes back to malloc on this thread finds STATE at RUNNING and our tid, and
             // is served from the bootstrap heap rather than re-entering jemalloc's own
             // initialisation.
-            jemalloc::version();
+            jemalloc::initialise();
             STATE.store(DONE, Ordering::Release);
             if cfg.verbose {
                 cfg.print();
