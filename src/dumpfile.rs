@@ -17,7 +17,7 @@ use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 /// Writes `bytes` to `name` as the module documentation describes; a file it creates gets
@@ -112,6 +112,11 @@ fn replace(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         .mode(mode)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(tmp)
+        // Exactly `mode`, whatever the umask took away from it at open.
+        .and_then(|f| {
+            f.set_permissions(fs::Permissions::from_mode(mode))
+                .map(|_| f)
+        })
         .and_then(|mut f| f.write_all(bytes))
         .and_then(|_| fs::rename(tmp, path));
     if res.is_err() {
@@ -123,7 +128,6 @@ fn replace(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     fn dir(name: &str) -> std::path::PathBuf {
         let d =

@@ -90,7 +90,11 @@ fn serve_one(mut conn: TcpStream, metrics: &mut dyn FnMut() -> String) -> io::Re
         }
         req.extend_from_slice(&buf[..n]);
     }
+    if req.len() > 8192 {
+        return reply(&mut conn, "431 Request Header Fields Too Large", "", start);
+    }
     let line = req.split(|&b| b == b'\n').next().unwrap_or(b"");
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
     let mut words = line.split(|&b| b == b' ');
     let (method, path) = (words.next().unwrap_or(b""), words.next().unwrap_or(b""));
     let path = path.split(|&b| b == b'?').next().unwrap_or(b"");

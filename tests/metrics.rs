@@ -17,9 +17,7 @@
 //! there a missing package fails the test. Every server and target a test starts is
 //! killed when the test ends, pass or fail (drop guards); nothing listens beyond
 //! 127.0.0.1.
-//!
-//! Two tests fail until the library is fixed: `oversized_requests_get_431` and
-//! `metrics_file_is_0644_under_a_strict_umask` (their `BUG` notes say what is wrong).
+
 mod common;
 use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -581,13 +579,8 @@ fn promtool_accepts_metrics_and_http_answers() {
 
 /// "A request line or headers over 8 KiB get 431" (src/exporter.rs), and the server goes
 /// on serving.
-///
-/// BUG (found by this test, not fixed here): only requests whose end of headers has not
-/// arrived by the read that takes them past 8192 bytes get 431. `serve_one` checks the size
-/// at the top of its read loop, which ends as soon as the blank line is in; it reads 1024
-/// bytes at a time, so a request of 8193 to about 9216 bytes (on loopback, where each
-/// read takes a full 1024) is served as if it were small: 9000 bytes of headers get 200,
-/// a 9000-byte request line 404. Larger requests (and unterminated ones) do get 431.
+/// Requests of 8193 to 9216 bytes whose headers ended within the last 1 KiB read once got
+/// through (the size was only checked before each read).
 #[test]
 fn oversized_requests_get_431() {
     let dir = temp_dir("metrics-431");
@@ -763,12 +756,7 @@ fn metrics_file_is_whole_readable_and_lint_clean() {
 
 /// docs/metrics.md: the file is "mode 0644 so that node_exporter, often another user, can
 /// read it" - also when the program runs with a strict umask.
-///
-/// BUG (found by this test, not fixed here): the mode is passed to open(2) only, so the
-/// process's umask takes bits off it: under `umask 077` the file is 0600 (under 027,
-/// 0640), and node_exporter running as another user cannot read it. Either the library
-/// sets the mode explicitly (fchmod of the temporary file before the rename) or
-/// docs/metrics.md says the umask applies.
+/// (The mode was once given to open(2) only, where the umask took bits off it.)
 #[test]
 fn metrics_file_is_0644_under_a_strict_umask() {
     let dir = temp_dir("metrics-umask");
