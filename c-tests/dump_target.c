@@ -1,9 +1,10 @@
 /* Targets for `jvmalloc dump`, which must never harm the process it asks for a dump.
  *   dump_target default   resets SIGUSR1 to its default action (which ends the process)
  *   dump_target blocked   blocks SIGUSR1 before starting its thread, so every thread blocks it
- *   dump_target noisy     its thread writes lines that are not UTF-8 (Latin-1 "café", 0xff)
- *                         to stderr every 2 ms, before, around and after a dump
- * Each starts one thread, prints "ready <pid>", waits for a line on stdin, and exits 0. */
+ *   dump_target idle      its thread does nothing
+ *   dump_target single    starts no thread (so has no jvmalloc thread either)
+ * Each starts one thread (but "single"), prints "ready <pid>", waits for a line on stdin,
+ * and exits 0. */
 #include "harness.h"
 #include <pthread.h>
 #include <signal.h>
@@ -16,21 +17,9 @@ static void *idle(void *arg) {
     return NULL;
 }
 
-static void *noise(void *arg) {
-    (void)arg;
-    static const char line[] = "caf\xe9 \xff\xfe latin-1 log line\n";
-    while (!stop) {
-        /* One write(2) per line: whole lines, never inside the dump (also one write). */
-        if (write(2, line, sizeof line - 1) < 0) break;
-        usleep(2000);
-    }
-    return NULL;
-}
-
 int main(int argc, char **argv) {
     watchdog(120);
     const char *mode = argc > 1 ? argv[1] : "default";
-    void *(*body)(void *) = idle;
     if (!strcmp(mode, "default")) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
@@ -41,19 +30,18 @@ int main(int argc, char **argv) {
         sigemptyset(&s);
         sigaddset(&s, SIGUSR1);
         CHECK(sigprocmask(SIG_BLOCK, &s, NULL) == 0, "sigprocmask: %s", strerror(errno));
-    } else if (!strcmp(mode, "noisy")) {
-        body = noise;
-    } else {
+    } else if (strcmp(mode, "idle") && strcmp(mode, "single")) {
         fprintf(stderr, "dump_target: unknown mode %s\n", mode);
         return 2;
     }
+    int threaded = strcmp(mode, "single") != 0;
     pthread_t t;
-    CHECK(pthread_create(&t, NULL, body, NULL) == 0, "pthread_create");
+    if (threaded) CHECK(pthread_create(&t, NULL, idle, NULL) == 0, "pthread_create");
     printf("ready %d\n", (int)getpid());
     fflush(stdout);
     char line[16];
     if (!fgets(line, sizeof line, stdin)) line[0] = 0;
     stop = 1;
-    pthread_join(t, NULL);
+    if (threaded) pthread_join(t, NULL);
     return finish("dump_target");
 }

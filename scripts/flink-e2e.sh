@@ -207,7 +207,7 @@ for j in $(seq "$JOBS"); do
     echo -e "$j\t$(echo "scale=1; $ms / 1000" | bc)\t$(tm_mem)" >>"$OUT/jobs.tsv"
     say "batch job $j/$JOBS ok in ${ms} ms; TaskManager RSS/peak kB: $(tm_mem | tr '\t' '/')"
     if [ "$ALLOC" = jvmalloc ] && [ "$j" = $(((JOBS + 1) / 2)) ]; then
-        run_child "$ROOT/target/release/jvmalloc" dump "$TM_PID" --timeout 30 >"$OUT/stats/mid-run.json" ||
+        run_child "$ROOT/target/release/jvmalloc" dump "$TM_PID" --format json --timeout 30 >"$OUT/stats/mid-run.json" ||
             fail "jvmalloc dump of the TaskManager failed"
         python3 - "$OUT/stats/mid-run.json" <<'PY' || fail "the mid-run dump does not check out"
 import json, sys

@@ -1,5 +1,6 @@
 //! Statistics dumps: per-thread rows, reconciliation, the bounded registry, signal storms,
-//! a JVM, the `jvmalloc` command (`dump`, `diff`), and bad statistics settings.
+//! a JVM, the `jvmalloc` command (`dump`, `metrics`, `watch` over the request channel, and
+//! `diff`), and bad statistics settings.
 mod common;
 use common::*;
 use std::io::{BufRead, BufReader, Write};
@@ -291,126 +292,68 @@ fn diff_ranks_the_leaking_thread_and_size_class_first() {
     assert_eq!(&first[..2], &["49152", "large"], "{}", out.stdout);
 }
 
-#[test]
-fn dump_command_reads_a_text_dump_from_the_targets_stderr_file() {
-    let dir = temp_dir("dumpcmd");
-    let err_path = dir.join("stderr.txt");
-    let mut child = run(compile("stats_threads", &[]))
-        .arg("wait")
-        .spawn_with_stderr(&err_path);
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let pid = wait_ready(&mut lines);
-    let out = run(jvmalloc_cmd()).glibc().args(["dump", &pid]).output();
-    writeln!(stdin).unwrap();
-    drop(stdin);
-    assert!(child.wait().unwrap().success());
-    out.assert_ok();
-    assert!(
-        out.stdout.starts_with("=== jvmalloc statistics #1 pid "),
-        "{}",
-        out.stdout
-    );
-    assert!(out
-        .stdout
-        .trim_end()
-        .ends_with("=== end of jvmalloc statistics #1 ==="));
-    assert!(out.stdout.contains("alloc-A"));
-}
-
-#[test]
-fn dump_command_errors_are_clear() {
-    let out = run(jvmalloc_cmd())
-        .glibc()
-        .args(["dump", "999999999"])
-        .output();
-    assert_eq!(out.code, Some(1));
-    assert!(
-        out.stderr.contains("no process 999999999"),
-        "{}",
-        out.stderr
-    );
-    // A process without the library.
-    let mut sleeper = run("sleep").glibc().arg("30").spawn();
-    let out = run(jvmalloc_cmd())
-        .glibc()
-        .args(["dump", &sleeper.id().to_string()])
-        .output();
-    let _ = sleeper.kill();
-    let _ = sleeper.wait();
-    assert_eq!(out.code, Some(1));
-    assert!(
-        out.stderr.contains("does not have jvmalloc loaded"),
-        "{}",
-        out.stderr
-    );
-    // Dumps turned off.
-    let mut off = run("sleep")
-        .arg("30")
-        .env("JVMALLOC_STATS_SIGNAL", "off")
-        .spawn();
-    std::thread::sleep(Duration::from_millis(200));
-    let out = run(jvmalloc_cmd())
-        .glibc()
-        .args(["dump", &off.id().to_string()])
-        .output();
-    let _ = off.kill();
-    let _ = off.wait();
-    assert!(out.stderr.contains("turned off"), "{}", out.stderr);
-    // Bad files for diff.
-    let junk = temp_dir("junk").join("x.json");
-    std::fs::write(&junk, "not json").unwrap();
-    let out = run(jvmalloc_cmd())
-        .glibc()
-        .arg("diff")
-        .arg(&junk)
-        .arg(&junk)
-        .output();
-    assert_eq!(out.code, Some(1));
-    assert!(out.stderr.contains("no JSON dump"), "{}", out.stderr);
-}
-
-/// A running `dump_target` (with the library), its stderr in a file.
-struct DumpTarget {
+/// A running program (with the library) that printed `ready <pid>` and waits for a line on
+/// stdin; its stderr is a pipe, read to the end by a thread.
+struct Target {
     child: std::process::Child,
     stdin: ChildStdin,
     stdout: std::io::Lines<BufReader<ChildStdout>>,
+    stderr: std::thread::JoinHandle<String>,
     pid: String,
-    err: PathBuf,
 }
 
-/// Starts `dump_target <mode>` and waits until it is ready.
-fn start_dump_target(mode: &str, dir: &str) -> DumpTarget {
-    let err = temp_dir(dir).join("stderr.txt");
-    let mut child = run(compile("dump_target", &[]))
-        .arg(mode)
-        .spawn_with_stderr(&err);
+/// Starts `r` and waits until it is ready.
+fn start(r: Run) -> Target {
+    let mut child = r.spawn();
     let stdin = child.stdin.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut err, &mut s);
+        String::from_utf8_lossy(&s).into_owned()
+    });
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
     let pid = wait_ready(&mut stdout);
-    DumpTarget {
+    Target {
         child,
         stdin,
         stdout,
+        stderr,
         pid,
-        err,
     }
 }
 
-impl DumpTarget {
+/// Starts `dump_target <mode>` (every process in scope unless `r` says otherwise).
+fn start_dump_target(mode: &str) -> Target {
+    start(run(compile("dump_target", &[])).arg(mode))
+}
+
+impl Target {
     /// Lets the target finish: it must end normally, not be killed by a signal it never
-    /// should have got.
-    fn finish(mut self) {
+    /// should have got. Returns the rest of its stdout and all its stderr.
+    fn finish(mut self) -> (Vec<String>, String) {
         writeln!(self.stdin).unwrap();
         drop(self.stdin);
         let rest: Vec<String> = self.stdout.map_while(Result::ok).collect();
         let status = self.child.wait().unwrap();
+        let err = self.stderr.join().unwrap();
+        assert!(status.success(), "target {status:?} {rest:?}\n{err}");
+        (rest, err)
+    }
+
+    /// [`Target::finish`] for `dump_target`, which says `dump_target: ok` at the end.
+    fn finish_dump_target(self) {
+        let (rest, err) = self.finish();
         assert!(
-            status.success() && rest.iter().any(|l| l == "dump_target: ok"),
-            "target {status:?} {rest:?}\n{}",
-            String::from_utf8_lossy(&std::fs::read(&self.err).unwrap_or_default())
+            rest.iter().any(|l| l == "dump_target: ok"),
+            "{rest:?}\n{err}"
         );
     }
+}
+
+/// Runs the command with `args` (not under the library).
+fn jvmalloc(args: &[&str]) -> Output {
+    run(jvmalloc_cmd()).glibc().args(args).output()
 }
 
 /// Whether SIGUSR1 is pending in process `pid` (sent but not delivered).
@@ -426,31 +369,150 @@ fn usr1_pending(pid: &str) -> bool {
     })
 }
 
+/// A text dump, whole, of process `pid`.
+fn assert_text_dump(text: &str, pid: &str) {
+    assert!(
+        text.starts_with("=== jvmalloc statistics #") && text.contains(&format!(" pid {pid} (")),
+        "{text}"
+    );
+    let last = text.trim_end().lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("=== end of jvmalloc statistics #"),
+        "{text}"
+    );
+}
+
+#[test]
+fn dump_and_metrics_come_over_the_channel_whatever_the_stats_settings() {
+    // Stderr a pipe, text configured, the statistics file unwritable: all irrelevant.
+    let target = start(
+        run(compile("stats_threads", &[]))
+            .arg("wait")
+            .env("JVMALLOC_STATS_FORMAT", "text")
+            .env("JVMALLOC_STATS_FILE", "/proc/no-such-dir/stats-%n.txt"),
+    );
+    let pid = target.pid.clone();
+    let text = jvmalloc(&["dump", &pid]);
+    text.assert_ok();
+    assert_text_dump(&text.stdout, &pid);
+    assert!(text.stdout.contains("alloc-A"), "{}", text.stdout);
+    assert!(text.stderr.is_empty(), "{}", text.stderr);
+
+    let json = jvmalloc(&["dump", &pid, "--format", "json", "--timeout", "30"]);
+    json.assert_ok();
+    assert_eq!(json.stdout.lines().count(), 1, "{}", json.stdout);
+    let d: Value = serde_json::from_str(json.stdout.trim_end()).unwrap();
+    assert_eq!(d["pid"].int().to_string(), pid);
+    assert!(thread(&d, "alloc-A")["net"].int() >= 10_000_000);
+    assert_reconciles(&d);
+
+    // -o: a file (emptied first if longer), nothing on stdout.
+    let dir = temp_dir("dump-o");
+    let file = dir.join("dump.json");
+    std::fs::write(&file, "x".repeat(1 << 20)).unwrap();
+    let out = jvmalloc(&[
+        "dump",
+        &pid,
+        "--format",
+        "json",
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    out.assert_ok();
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    assert_eq!(load(&file)["pid"].int().to_string(), pid);
+    let text_file = dir.join("dump.txt");
+    jvmalloc(&["dump", &pid, "--output", text_file.to_str().unwrap()]).assert_ok();
+    assert_text_dump(&std::fs::read_to_string(&text_file).unwrap(), &pid);
+    // A symbolic link is not followed.
+    let link = dir.join("link");
+    std::os::unix::fs::symlink(&text_file, &link).unwrap();
+    let out = jvmalloc(&["dump", &pid, "-o", link.to_str().unwrap()]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("symbolic link"), "{}", out.stderr);
+
+    let metrics = jvmalloc(&["metrics", &pid]);
+    metrics.assert_ok();
+    assert!(
+        metrics.stdout.contains("\njvmalloc_process_rss_bytes "),
+        "{}",
+        metrics.stdout
+    );
+    let prom = dir.join("metrics.prom");
+    jvmalloc(&["metrics", &pid, "-o", prom.to_str().unwrap()]).assert_ok();
+    assert!(std::fs::read_to_string(&prom)
+        .unwrap()
+        .contains("jvmalloc_process_rss_bytes"));
+
+    // Nothing went to the target's configured destination, nor did it complain.
+    let (rest, err) = target.finish();
+    assert!(rest.iter().any(|l| l == "stats_threads: ok"), "{rest:?}");
+    assert!(!err.contains("jvmalloc"), "{err}");
+}
+
+#[test]
+fn dump_command_errors_are_clear() {
+    let out = jvmalloc(&["dump", "999999999"]);
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr.contains("no process 999999999"),
+        "{}",
+        out.stderr
+    );
+    // A process without the library.
+    let mut sleeper = run("sleep").glibc().arg("30").spawn();
+    let out = jvmalloc(&["dump", &sleeper.id().to_string()]);
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr.contains("does not have jvmalloc loaded"),
+        "{}",
+        out.stderr
+    );
+    // Requests on signal turned off.
+    let mut off = run("sleep")
+        .arg("30")
+        .env("JVMALLOC_STATS_SIGNAL", "off")
+        .spawn();
+    std::thread::sleep(Duration::from_millis(200));
+    let out = jvmalloc(&["dump", &off.id().to_string()]);
+    let _ = off.kill();
+    let _ = off.wait();
+    assert!(out.stderr.contains("turned off"), "{}", out.stderr);
+    // Bad files for diff.
+    let junk = temp_dir("junk").join("x.json");
+    std::fs::write(&junk, "not json").unwrap();
+    let junk = junk.to_str().unwrap();
+    let out = jvmalloc(&["diff", junk, junk]);
+    assert_eq!(out.code, Some(1));
+    assert!(out.stderr.contains("no JSON dump"), "{}", out.stderr);
+}
+
 #[test]
 fn dump_command_refuses_a_signal_at_its_default_action() {
-    let target = start_dump_target("default", "sigdfl");
+    let target = start_dump_target("default");
     let pid = target.pid.clone();
-    let out = run(jvmalloc_cmd())
-        .glibc()
-        .args(["dump", &pid, "--timeout", "5"])
-        .output();
+    let out = jvmalloc(&["dump", &pid, "--timeout", "5"]);
     assert_eq!(out.code, Some(1), "{out:?}");
     assert_eq!(
         out.stderr.trim_end(),
         format!(
             "jvmalloc: process {pid} does not catch SIGUSR1 (its action is the default, which \
-             would kill it, or it is ignored); not sending it"
+             would kill it, or it is ignored); not sending it: it is in jvmalloc's scope \
+             (JVMALLOC_PROCESSES=\"*\"), so the program changed the signal's action after \
+             jvmalloc installed its handler"
         )
     );
     // Sent, SIGUSR1 would have ended it by now, or at least be pending.
     assert!(!usr1_pending(&pid));
-    // A thread id is not taken for its process (kill(tid) would signal the process).
+    // A thread id is not taken for its process (signalling a tid signals its process).
     let tid = std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .find(|t| *t != pid)
         .unwrap();
-    let out = run(jvmalloc_cmd()).glibc().args(["dump", &tid]).output();
+    let out = jvmalloc(&["dump", &tid]);
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(
         out.stderr
@@ -458,17 +520,14 @@ fn dump_command_refuses_a_signal_at_its_default_action() {
         "{}",
         out.stderr
     );
-    target.finish();
+    target.finish_dump_target();
 }
 
 #[test]
 fn dump_command_refuses_a_signal_blocked_in_every_thread() {
-    let target = start_dump_target("blocked", "sigblk");
+    let target = start_dump_target("blocked");
     let pid = target.pid.clone();
-    let out = run(jvmalloc_cmd())
-        .glibc()
-        .args(["dump", &pid, "--timeout", "5"])
-        .output();
+    let out = jvmalloc(&["dump", &pid, "--timeout", "5"]);
     assert_eq!(out.code, Some(1), "{out:?}");
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
     assert!(
@@ -478,40 +537,238 @@ fn dump_command_refuses_a_signal_blocked_in_every_thread() {
         out.stderr
     );
     assert!(!usr1_pending(&pid), "the signal was sent");
+    target.finish_dump_target();
+}
+
+#[test]
+fn dump_command_refuses_a_process_out_of_scope() {
+    // The library's default scope is `java`: a C program gets the allocator alone, no
+    // handler (SIGUSR1 would kill it).
+    let target = start(run(compile("dump_target", &[])).arg("idle").default_scope());
+    let pid = target.pid.clone();
+    for cmd in ["dump", "metrics", "watch"] {
+        let out = jvmalloc(&[cmd, &pid, "--timeout", "5"]);
+        assert_eq!(out.code, Some(1), "{out:?}");
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+        for says in [
+            "does not catch SIGUSR1",
+            "not sending it",
+            "JVMALLOC_PROCESSES is unset: only java",
+            "runs dump_target",
+        ] {
+            assert!(out.stderr.contains(says), "{says:?}: {}", out.stderr);
+        }
+    }
+    assert!(!usr1_pending(&pid));
+    target.finish_dump_target();
+}
+
+#[test]
+fn dump_command_refuses_a_single_threaded_process() {
+    // In scope, so the handler is there, but no thread has been started: the jvmalloc
+    // thread is not there to answer, and a request would only be answered at exit.
+    let target = start_dump_target("single");
+    let pid = target.pid.clone();
+    let out = jvmalloc(&["dump", &pid, "--timeout", "5"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert_eq!(
+        out.stderr.trim_end(),
+        format!(
+            "jvmalloc: process {pid} has not started a thread yet, and the jvmalloc thread \
+             starts with the program's first: the request would only be answered when it \
+             exits; not sending it"
+        )
+    );
+    assert!(!usr1_pending(&pid));
+    let (rest, err) = target.finish();
+    assert!(rest.iter().any(|l| l == "dump_target: ok"), "{rest:?}");
+    // Nothing was asked, so nothing was answered at exit either.
+    assert!(!err.contains("jvmalloc"), "{err}");
+}
+
+#[test]
+fn dump_command_refuses_a_process_in_another_network_namespace() {
+    // Abstract socket names are per network namespace: such a process could not connect.
+    if run("unshare").glibc().args(["-n", "true"]).output().code != Some(0) {
+        eprintln!("skipped: unshare -n is not permitted here");
+        return;
+    }
+    let target = start(
+        run("unshare")
+            .arg("-n")
+            .arg(compile("dump_target", &[]))
+            .arg("idle"),
+    );
+    let pid = target.pid.clone();
+    let out = jvmalloc(&["dump", &pid, "--timeout", "5"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr
+            .contains(&format!("process {pid} is in another network namespace"))
+            && out.stderr.contains(&format!("nsenter -t {pid} -n")),
+        "{}",
+        out.stderr
+    );
+    assert!(!usr1_pending(&pid));
+    // From inside its network namespace, it answers.
+    let out = run("nsenter")
+        .glibc()
+        .args(["-t", &pid, "-n"])
+        .arg(jvmalloc_cmd())
+        .args(["dump", &pid])
+        .output();
+    out.assert_ok();
+    assert_text_dump(&out.stdout, &pid);
+    target.finish_dump_target();
+}
+
+/// The abstract names (`jvmalloc-request-...`) process `pid` listens on.
+fn request_sockets_of(pid: u32) -> Vec<String> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let l = std::fs::read_link(e.path()).ok()?;
+            let l = l.to_str()?;
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    std::fs::read_to_string("/proc/net/unix")
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (inode, path) = (f.get(6)?, f.get(7)?);
+            let name = path.strip_prefix("@jvmalloc-request-")?;
+            inodes
+                .contains(&inode.to_string())
+                .then(|| format!("jvmalloc-request-{name}"))
+        })
+        .collect()
+}
+
+#[test]
+fn dump_command_accepts_only_the_target_on_its_socket() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixStream};
+    let target = start_dump_target("idle");
+    let pid: i32 = target.pid.parse().unwrap();
+    // Stopped, the target takes the signal only when continued: meanwhile an impostor
+    // (this test) connects to the command's socket first and offers a fake dump.
+    // SAFETY: kill with a valid pid of our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let cmd = run(jvmalloc_cmd())
+        .glibc()
+        .args(["dump", &target.pid, "--timeout", "60"])
+        .spawn();
+    let name = (0..500)
+        .find_map(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            request_sockets_of(cmd.id()).pop()
+        })
+        .expect("the command listens on a request socket");
+    let addr = SocketAddr::from_abstract_name(&name).unwrap();
+    let mut impostor = UnixStream::connect_addr(&addr).unwrap();
+    impostor
+        .write_all(b"ok\n=== jvmalloc statistics #1 pid 1 (fake) ===\nFAKE\n")
+        .unwrap();
+    impostor
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut got = Vec::new();
+    // Closed unread (EOF, or a reset as its data was not read); never sent the request.
+    let _ = std::io::Read::read_to_end(&mut impostor, &mut got);
+    assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    let out = wait_with_timeout(cmd, Duration::from_secs(60));
+    out.assert_ok();
+    assert_text_dump(&out.stdout, &target.pid);
+    assert!(!out.stdout.contains("FAKE"), "{}", out.stdout);
+    target.finish_dump_target();
+}
+
+#[test]
+fn watch_prints_a_header_and_a_line_per_interval() {
+    let target = start(run(compile("stats_threads", &[])).arg("wait"));
+    let pid = target.pid.clone();
+    let start = std::time::Instant::now();
+    let out = run(jvmalloc_cmd())
+        .glibc()
+        .args(["watch", &pid, "--count", "2", "--interval", "1"])
+        .timeout(60)
+        .output();
+    out.assert_ok();
+    assert!(start.elapsed() >= Duration::from_secs(1));
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", out.stdout);
+    for col in [
+        "RSS MiB",
+        "malloc MiB",
+        "overhead MiB",
+        "not malloc MiB",
+        "fastest pool",
+    ] {
+        assert!(lines[0].contains(col), "{}", lines[0]);
+    }
+    for l in &lines[1..] {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        assert_eq!(w[0].len(), 8, "HH:MM:SS: {l}");
+        let rss: f64 = w[1].parse().unwrap_or_else(|_| panic!("{l}"));
+        assert!(rss > 1.0, "{l}");
+        // malloc live: alloc-A and alloc-B keep about 8 MiB (A's 10 MB less what freer freed).
+        let live: f64 = w[3].parse().unwrap();
+        assert!(live > 7.0, "{l}");
+    }
+    assert_eq!(lines[1].split_whitespace().nth(2), Some("-"));
+    assert_ne!(lines[2].split_whitespace().nth(2), Some("-"));
     target.finish();
 }
 
 #[test]
-fn dump_command_finds_the_dump_in_a_log_that_is_not_utf8() {
-    let target = start_dump_target("noisy", "latin1");
-    let (pid, err) = (target.pid.clone(), target.err.clone());
-    // A timeout too far away for a deadline: waits as long as it takes (not long).
-    let out = run(jvmalloc_cmd())
+fn watch_ends_when_the_target_exits() {
+    let target = start_dump_target("idle");
+    let pid = target.pid.clone();
+    let mut watch = run(jvmalloc_cmd())
         .glibc()
-        .args(["dump", &pid, "--timeout", "18446744073709551615"])
-        .timeout(60)
-        .output();
-    target.finish();
-    out.assert_ok();
-    assert!(
-        out.stdout
-            .starts_with(&format!("=== jvmalloc statistics #1 pid {pid} ")),
-        "{}",
-        out.stdout
+        .args(["watch", &pid, "--interval", "1"])
+        .spawn();
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let header = lines.next().unwrap().unwrap();
+    assert!(header.contains("RSS MiB"), "{header}");
+    let first = lines.next().unwrap().unwrap();
+    assert!(!first.contains("exited"), "{first}");
+    target.finish_dump_target();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert_eq!(
+        rest.last().map(String::as_str),
+        Some(format!("process {pid} exited").as_str()),
+        "{rest:?}"
     );
-    assert!(
-        out.stdout
-            .trim_end()
-            .ends_with("=== end of jvmalloc statistics #1 ==="),
-        "{}",
-        out.stdout
-    );
-    // The log around the dump was not UTF-8 (and the dump sits between such lines).
-    let log = std::fs::read(&err).unwrap();
-    assert!(String::from_utf8(log.clone()).is_err());
-    let text = String::from_utf8_lossy(&log);
-    let at = text.find("=== jvmalloc statistics #1").unwrap();
-    assert!(text[..at].contains("caf\u{fffd} \u{fffd}\u{fffd} latin-1"));
+    let status = watch.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn watch_ends_cleanly_on_ctrl_c() {
+    let target = start_dump_target("idle");
+    let mut watch = run(jvmalloc_cmd())
+        .glibc()
+        .args(["watch", &target.pid, "--interval", "1"])
+        .spawn();
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    lines.next().unwrap().unwrap();
+    lines.next().unwrap().unwrap();
+    // SAFETY: kill with the pid of our own child.
+    assert_eq!(unsafe { libc::kill(watch.id() as i32, libc::SIGINT) }, 0);
+    let status = watch.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    // Whole lines only, and nothing about the target exiting: it has not.
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(rest.len() <= 1, "{rest:?}");
+    assert!(!rest.iter().any(|l| l.contains("exited")), "{rest:?}");
+    target.finish_dump_target();
 }
 
 fn wait_ready(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> String {
@@ -525,7 +782,6 @@ fn wait_ready(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> Stri
 
 #[test]
 fn jvm_dump_names_threads_and_splits_rss() {
-    let dir = temp_dir("jvm");
     let classes = {
         let out = work_dir().join("jvm-classes-stats");
         std::fs::create_dir_all(&out).unwrap();
@@ -539,24 +795,23 @@ fn jvm_dump_names_threads_and_splits_rss() {
             .assert_ok();
         out
     };
-    let mut child = json_env(run("java"), &dir, "jvm-%p")
-        .arg("-cp")
-        .arg(&classes)
-        .args(["NativeChurn", "8", "40", "--wait"])
-        .spawn();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let pid = wait_ready(&mut lines);
-    let out = run(jvmalloc_cmd())
-        .glibc()
-        .args(["dump", &pid, "--timeout", "30"])
-        .output();
-    writeln!(stdin).unwrap();
-    drop(stdin);
-    let status = child.wait().unwrap();
-    out.assert_ok();
-    assert!(status.success(), "java exited {status:?}");
-    let d = serde_json::from_str::<Value>(out.stdout.trim_end())
+    // `java` is in the library's default scope; nothing else is configured.
+    let target = start(run("java").default_scope().arg("-cp").arg(&classes).args([
+        "NativeChurn",
+        "8",
+        "40",
+        "--wait",
+    ]));
+    let pid = target.pid.clone();
+    let json = jvmalloc(&["dump", &pid, "--format", "json", "--timeout", "30"]);
+    let text = jvmalloc(&["dump", &pid, "--timeout", "30"]);
+    let (_, err) = target.finish();
+    json.assert_ok();
+    text.assert_ok();
+    assert!(!err.contains("jvmalloc statistics"), "{err}");
+    assert_text_dump(&text.stdout, &pid);
+    assert!(text.stdout.contains("keeper-thread"), "{}", text.stdout);
+    let d = serde_json::from_str::<Value>(json.stdout.trim_end())
         .expect("dump command prints the JSON dump");
     assert_eq!(d["pid"].int().to_string(), pid);
     for name in ["keeper-thread", "VM Thread", "Reference Handl", "jvmalloc"] {

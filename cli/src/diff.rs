@@ -14,9 +14,9 @@ use std::fmt::Write;
 
 /// Threads and net bytes of a row: a pool of live threads, the exited or the unregistered.
 #[derive(Default, Clone, Copy)]
-struct Pool {
-    threads: i128,
-    net: i128,
+pub struct Pool {
+    pub threads: i128,
+    pub net: i128,
 }
 
 impl From<&Group> for Pool {
@@ -47,36 +47,36 @@ fn classes(d: &Dump) -> BTreeMap<(String, i128), (i128, i128)> {
         .collect()
 }
 
-fn mib(v: i128) -> f64 {
+pub fn mib(v: i128) -> f64 {
     v as f64 / 1048576.0
 }
 
-pub fn run(old: &Dump, new: &Dump, top: usize) -> String {
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "jvmalloc diff: pid {} ({}), dump #{} at {} -> #{} at {}, {:.1} s apart",
-        new.pid,
-        new.process,
-        old.seq,
-        old.time,
-        new.seq,
-        new.time,
-        new.uptime_s - old.uptime_s
-    );
-    let _ = writeln!(
-        o,
-        "memory                        old bytes       new bytes          growth  growth MiB"
-    );
-    for ((k, a), (_, b)) in old.memory.rows().into_iter().zip(new.memory.rows()) {
-        let _ = writeln!(
-            o,
-            "  {k:<20} {a:>15} {b:>15} {:>+15} {:>+11.1}",
-            b - a,
-            mib(b - a)
-        );
+/// Why two dumps should not be compared, if they should not: of different processes
+/// (unless `allow_different`), or in the wrong order.
+pub fn check(old: &Dump, new: &Dump, allow_different: bool) -> Result<(), String> {
+    // When the process started, as each dump tells it (the library is loaded at start).
+    let start = |d: &Dump| d.time_unix as f64 - d.uptime_s;
+    let apart = (start(old) - start(new)).abs();
+    if !allow_different && (old.pid != new.pid || apart.is_nan() || apart > 2.0) {
+        return Err(format!(
+            "the dumps are of different processes (pid {}, up {:.1} s at {}; pid {}, up {:.1} \
+             s at {}: started {apart:.0} s apart); pass --allow-different to compare them \
+             anyway",
+            old.pid, old.uptime_s, old.time, new.pid, new.uptime_s, new.time
+        ));
     }
+    if (new.time_unix, new.seq) < (old.time_unix, old.seq) {
+        return Err(format!(
+            "the old dump (#{} at {}) was taken after the new one (#{} at {}): swap them",
+            old.seq, old.time, new.seq, new.time
+        ));
+    }
+    Ok(())
+}
 
+/// Thread pools (see [`pools`]) with their figures in both dumps, by growth of net bytes,
+/// biggest first.
+pub fn pool_growth(old: &Dump, new: &Dump) -> Vec<(String, Pool, Pool)> {
     let (po, pn) = (pools(old), pools(new));
     let mut rows: Vec<(String, Pool, Pool)> = pn
         .iter()
@@ -92,6 +92,83 @@ pub fn run(old: &Dump, new: &Dump, top: usize) -> String {
             .cmp(&(a.2.net - a.1.net))
             .then(a.0.cmp(&b.0))
     });
+    rows
+}
+
+/// A size class's growth between two dumps.
+pub struct ClassGrowth {
+    pub kind: String,
+    pub size: i128,
+    pub old_live: i128,
+    pub new_live: i128,
+    pub regions: i128,
+}
+
+impl ClassGrowth {
+    pub fn growth(&self) -> i128 {
+        self.new_live - self.old_live
+    }
+}
+
+/// Size classes by growth of live bytes, biggest first.
+pub fn class_growth(old: &Dump, new: &Dump) -> Vec<ClassGrowth> {
+    let (co, cn) = (classes(old), classes(new));
+    let mut rows: Vec<ClassGrowth> = cn
+        .keys()
+        .chain(co.keys().filter(|k| !cn.contains_key(*k)))
+        .map(|k| {
+            let (a, b) = (
+                co.get(k).copied().unwrap_or_default(),
+                cn.get(k).copied().unwrap_or_default(),
+            );
+            ClassGrowth {
+                kind: k.0.clone(),
+                size: k.1,
+                old_live: a.0,
+                new_live: b.0,
+                regions: b.1 - a.1,
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| b.growth().cmp(&a.growth()).then(a.size.cmp(&b.size)));
+    rows
+}
+
+pub fn run(old: &Dump, new: &Dump, top: usize) -> String {
+    let mut o = String::new();
+    if old.pid == new.pid {
+        let _ = writeln!(
+            o,
+            "jvmalloc diff: pid {} ({}), dump #{} at {} -> #{} at {}, {:.1} s apart",
+            new.pid,
+            new.process,
+            old.seq,
+            old.time,
+            new.seq,
+            new.time,
+            new.uptime_s - old.uptime_s
+        );
+    } else {
+        let _ = writeln!(
+            o,
+            "jvmalloc diff: pid {} ({}) dump #{} at {} -> pid {} ({}) dump #{} at {}",
+            old.pid, old.process, old.seq, old.time, new.pid, new.process, new.seq, new.time
+        );
+    }
+    let _ = writeln!(
+        o,
+        "memory                        old bytes       new bytes          growth  growth MiB"
+    );
+    for ((k, a), (_, b)) in old.memory.rows().into_iter().zip(new.memory.rows()) {
+        let _ = writeln!(
+            o,
+            "  {k:<20} {a:>15} {b:>15} {:>+15} {:>+11.1}",
+            b - a,
+            mib(b - a)
+        );
+    }
+
+    let rows = pool_growth(old, new);
     let _ = writeln!(
         o,
         "threads by name (numbers pooled as N), by growth of net bytes"
@@ -125,33 +202,23 @@ pub fn run(old: &Dump, new: &Dump, top: usize) -> String {
         );
     }
 
-    let (co, cn) = (classes(old), classes(new));
-    let mut keys: Vec<&(String, i128)> = cn
-        .keys()
-        .chain(co.keys().filter(|k| !cn.contains_key(*k)))
-        .collect();
-    let growth = |k: &(String, i128)| {
-        let (a, b) = (
-            co.get(k).copied().unwrap_or_default(),
-            cn.get(k).copied().unwrap_or_default(),
-        );
-        (b.0 - a.0, b.1 - a.1, a.0, b.0)
-    };
-    keys.sort_by(|a, b| growth(b).0.cmp(&growth(a).0).then(a.1.cmp(&b.1)));
     let _ = writeln!(o, "size classes by growth of live bytes");
     let _ = writeln!(
         o,
         "  {:>10} {:<5} {:>15} {:>15} {:>15} {:>11} {:>10}",
         "size", "kind", "old live", "new live", "growth", "growth MiB", "regions"
     );
-    for k in keys.iter().take(top) {
-        let (g, gr, a, b) = growth(k);
+    for c in class_growth(old, new).iter().take(top) {
         let _ = writeln!(
             o,
-            "  {:>10} {:<5} {a:>15} {b:>15} {g:>+15} {:>+11.1} {gr:>+10}",
-            k.1,
-            k.0,
-            mib(g)
+            "  {:>10} {:<5} {:>15} {:>15} {:>+15} {:>+11.1} {:>+10}",
+            c.size,
+            c.kind,
+            c.old_live,
+            c.new_live,
+            c.growth(),
+            mib(c.growth()),
+            c.regions
         );
     }
     o

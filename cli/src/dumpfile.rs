@@ -1,4 +1,5 @@
-//! Reading JSON dumps (`JVMALLOC_STATS_FORMAT=json`) for `jvmalloc diff`.
+//! Reading JSON dumps (`JVMALLOC_STATS_FORMAT=json`, or `jvmalloc dump --format json`) for
+//! `jvmalloc diff` and `jvmalloc watch`.
 //!
 //! A file is parsed as a `serde_json::Value` first: that keeps integers as integers (u64 or
 //! i64, exact above 2^53) and turns nesting deeper than serde_json's recursion limit (128)
@@ -21,6 +22,7 @@ pub struct Dump {
     pub pid: i128,
     pub process: String,
     pub seq: i128,
+    pub time_unix: i128,
     pub time: String,
     pub uptime_s: f64,
     pub memory: Memory,
@@ -81,19 +83,36 @@ pub struct SizeClass {
     pub live_regions: i128,
 }
 
+/// The schema version this command reads (`"jvmalloc_stats": 1`).
+pub const SCHEMA: u64 = 1;
+
 /// Parses one dump (one line of JSON).
 pub fn parse(text: &str) -> Result<Dump, String> {
     let v: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
-    if v.get("jvmalloc_stats").is_none_or(Value::is_null) {
-        return Err("not a jvmalloc statistics dump (no jvmalloc_stats field)".into());
+    match v.get("jvmalloc_stats") {
+        None | Some(Value::Null) => {
+            return Err("not a jvmalloc statistics dump (no jvmalloc_stats field)".into())
+        }
+        Some(version) if version.as_u64() != Some(SCHEMA) => {
+            return Err(format!(
+                "a dump of schema version {version}, which this command does not know (it \
+                 reads version {SCHEMA})"
+            ))
+        }
+        Some(_) => {}
     }
     Dump::deserialize(&v).map_err(|e| format!("not a jvmalloc statistics dump: {e}"))
 }
 
-/// The last line of `r` that starts with `{` (after blanks): a file may be a log holding
-/// other lines and several dumps. Bytes that are not UTF-8 are replaced, not refused.
-pub fn last_json_line(mut r: impl BufRead) -> Result<Option<String>, String> {
-    let mut last = None;
+/// The lines of `r` that start with `{` (after blanks), each a dump: a file may be a log
+/// holding other lines and several dumps. Returns the `pick`th (1-based; the last when
+/// None) and how many there are. Bytes that are not UTF-8 are replaced, not refused.
+pub fn pick_json_line(
+    mut r: impl BufRead,
+    pick: Option<usize>,
+) -> Result<(Option<String>, usize), String> {
+    let mut chosen = None;
+    let mut count = 0;
     let mut line = Vec::new();
     loop {
         line.clear();
@@ -102,26 +121,41 @@ pub fn last_json_line(mut r: impl BufRead) -> Result<Option<String>, String> {
             .read_until(b'\n', &mut line)
             .map_err(|e| e.to_string())?;
         if n == 0 {
-            return Ok(last.map(|l: Vec<u8>| String::from_utf8_lossy(&l).into_owned()));
+            let chosen = chosen.map(|l: Vec<u8>| String::from_utf8_lossy(&l).into_owned());
+            return Ok((chosen, count));
         }
         if n as u64 > MAX_LINE && line.last() != Some(&b'\n') {
             return Err(format!("a line is longer than {} MiB", MAX_LINE >> 20));
         }
         if line.trim_ascii_start().starts_with(b"{") {
-            last = Some(std::mem::take(&mut line));
+            count += 1;
+            if pick.is_none_or(|p| p == count) {
+                chosen = Some(std::mem::take(&mut line));
+            }
         }
     }
 }
 
-/// Reads the dump in a file (the last one if it holds several).
-pub fn read(path: &Path) -> Result<Dump, String> {
+/// Reads the dump in a file: the `pick`th (1-based) if it holds several, else the last.
+pub fn read(path: &Path, pick: Option<usize>) -> Result<Dump, String> {
     let shown = path.display();
     let file = File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    let line = last_json_line(BufReader::new(file))
-        .map_err(|e| format!("cannot read {shown}: {e}"))?
-        .ok_or_else(|| {
-            format!("{shown}: no JSON dump in it (was it written with JVMALLOC_STATS_FORMAT=json?)")
-        })?;
+    let (line, count) = pick_json_line(BufReader::new(file), pick)
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let line = match (line, pick) {
+        (Some(l), _) => l,
+        (None, _) if count == 0 => {
+            return Err(format!(
+                "{shown}: no JSON dump in it (was it written with JVMALLOC_STATS_FORMAT=json?)"
+            ))
+        }
+        (None, p) => {
+            return Err(format!(
+                "{shown} holds {count} dump(s): --pick {} is out of range (1 to {count})",
+                p.unwrap_or_default()
+            ))
+        }
+    };
     parse(line.trim_end()).map_err(|e| format!("{shown}: {e}"))
 }
 
@@ -168,10 +202,29 @@ mod tests {
     }
 
     #[test]
-    fn takes_the_last_json_line_of_a_log() {
+    fn takes_the_last_or_the_picked_json_line_of_a_log() {
         let log = b"caf\xe9 started\n{\"jvmalloc_stats\":1,\"seq\":1}\n\xff\xfe\n  {\"jvmalloc_stats\":1,\"seq\":2}\nbye\n";
-        let l = last_json_line(&log[..]).unwrap().unwrap();
-        assert_eq!(parse(l.trim_end()).unwrap().seq, 2);
-        assert_eq!(last_json_line(&b"no json\n\xff"[..]).unwrap(), None);
+        let seq = |pick| {
+            let (l, n) = pick_json_line(&log[..], pick).unwrap();
+            assert_eq!(n, 2);
+            l.map(|l| parse(l.trim_end()).unwrap().seq)
+        };
+        assert_eq!(seq(None), Some(2));
+        assert_eq!(seq(Some(1)), Some(1));
+        assert_eq!(seq(Some(2)), Some(2));
+        assert_eq!(seq(Some(3)), None);
+        assert_eq!(
+            pick_json_line(&b"no json\n\xff"[..], None).unwrap(),
+            (None, 0)
+        );
+    }
+
+    #[test]
+    fn only_schema_1_is_read() {
+        assert!(parse(r#"{"jvmalloc_stats":1}"#).is_ok());
+        for v in ["2", "0", "\"1\"", "1.0", "-1"] {
+            let e = parse(&format!(r#"{{"jvmalloc_stats":{v}}}"#)).unwrap_err();
+            assert!(e.contains(&format!("schema version {v},")), "{e}");
+        }
     }
 }

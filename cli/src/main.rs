@@ -1,23 +1,48 @@
 //! `jvmalloc`: the companion command of libjvmalloc.so.
 //!
-//! - `jvmalloc dump <pid> [--timeout SECONDS]`: asks a running process that has the
-//!   library loaded for a statistics dump and prints it, after checking that the signal
-//!   cannot harm it.
-//! - `jvmalloc diff <old.json> <new.json> [--top N]`: what grew between two JSON dumps, by
-//!   thread name and by size class, biggest growth first.
+//! - `jvmalloc dump <pid>`: asks a running process that has the library loaded for a
+//!   statistics dump over the request channel ([`channel`]) and prints it, after checking
+//!   that the signal cannot harm it ([`target`]).
+//! - `jvmalloc metrics <pid>`: the same for its Prometheus metrics.
+//! - `jvmalloc watch <pid>`: one line per interval, like `top` for native memory.
+//! - `jvmalloc diff <old.json> <new.json> [--top N]`: what grew between two JSON dumps of a
+//!   process, by thread pool and by size class, biggest growth first.
 //!
 //! Exit codes: 0 done, 1 failure (one `jvmalloc: ...` line on stderr), 2 usage error.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod channel;
 mod diff;
 mod dump;
 mod dumpfile;
 #[path = "../../src/names.rs"]
+#[allow(dead_code)] // The library's file-name templates are not needed here.
 mod names;
 #[cfg(test)]
 mod proptests;
+/// The library's side of the request channel, for its protocol and socket names (its
+/// server side is unused here).
+#[path = "../../src/request.rs"]
+#[allow(dead_code)]
+mod request;
+#[path = "../../src/scope.rs"]
+#[allow(dead_code)] // The library's reading of its own executable is not needed here.
+mod scope;
+mod target;
+mod watch;
 
-use clap::{Parser, Subcommand};
+/// What [`request`] needs of the library's `diag` module: one line on stderr.
+mod diag {
+    macro_rules! say {
+        ($($arg:tt)*) => {
+            eprintln!("jvmalloc: {}", format_args!($($arg)*))
+        };
+    }
+    #[allow(unused_imports)]
+    pub(crate) use say;
+}
+
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,7 +58,7 @@ Exit codes:
 #[command(
     name = "jvmalloc",
     version,
-    about = "Companion command of libjvmalloc.so: statistics dumps of a running process, and what grew between two dumps",
+    about = "Companion command of libjvmalloc.so: statistics dumps, metrics and a live view of a running process, and what grew between two dumps",
     after_help = EXIT_CODES,
     subcommand_required = true,
     arg_required_else_help = true
@@ -43,27 +68,90 @@ struct Cli {
     command: Command,
 }
 
+/// A process id (1 to 2^31 - 1).
+fn pid_arg() -> clap::builder::RangedI64ValueParser<u32> {
+    clap::value_parser!(u32).range(1..=i64::from(i32::MAX))
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Ask a process running with libjvmalloc.so for a statistics dump and print it
     ///
-    /// Reads the process's JVMALLOC_STATS_* settings from /proc/<pid>/environ, checks that
-    /// the process catches the dump signal and that some thread can take it (otherwise it
-    /// refuses: the signal could kill the process or stay pending for ever), sends the
-    /// signal and prints the new dump from the process's JVMALLOC_STATS_FILE or stderr file.
+    /// The dump comes back over a private channel (an abstract Unix socket with a random
+    /// name, opened for this request), whatever the process's JVMALLOC_STATS_* settings
+    /// say: nothing is written to its stderr or its statistics files. Before sending the
+    /// signal, it checks that the process has the library loaded, catches the signal, has
+    /// the jvmalloc thread to answer and some thread that can take the signal; otherwise
+    /// it refuses and leaves the process untouched.
     #[command(after_help = EXIT_CODES)]
     Dump {
         /// Process id of the target
-        #[arg(value_parser = clap::value_parser!(u32).range(1..=i64::from(i32::MAX)))]
+        #[arg(value_parser = pid_arg())]
         pid: u32,
-        /// Seconds to wait for the dump
+        /// Format of the dump
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// Write the dump to FILE (created or emptied; a symbolic link is refused) instead
+        /// of stdout
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Seconds to wait for the answer
+        #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+        timeout: u64,
+    },
+    /// Ask a process running with libjvmalloc.so for its Prometheus metrics and print them
+    ///
+    /// The same channel and checks as `dump`; the answer is the text format that
+    /// JVMALLOC_METRICS_ADDR serves.
+    #[command(after_help = EXIT_CODES)]
+    Metrics {
+        /// Process id of the target
+        #[arg(value_parser = pid_arg())]
+        pid: u32,
+        /// Write the metrics to FILE (created or emptied; a symbolic link is refused)
+        /// instead of stdout
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Seconds to wait for the answer
+        #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+        timeout: u64,
+    },
+    /// Like top for native memory: one line per interval
+    ///
+    /// Each line: the time, RSS, malloc's live bytes, the allocator's overhead and the RSS
+    /// malloc does not own (MiB, with the change since the previous line), and the thread
+    /// pool (by net bytes) and size class (by live bytes) that grew fastest since then.
+    /// Takes a JSON dump over the same channel as `dump` each time. Ends after --count
+    /// lines, on Ctrl-C, or when the process exits (a last line says so; exit code 0).
+    #[command(after_help = EXIT_CODES)]
+    Watch {
+        /// Process id of the target
+        #[arg(value_parser = pid_arg())]
+        pid: u32,
+        /// Seconds between lines
+        #[arg(long, value_name = "SECONDS", default_value_t = 5,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        interval: u64,
+        /// Lines to print (default: until interrupted or the process exits)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        count: Option<u64>,
+        /// Seconds to wait for each answer
         #[arg(long, value_name = "SECONDS", default_value_t = 10)]
         timeout: u64,
     },
     /// What grew between two JSON dumps, by thread name and by size class
     ///
-    /// Each file is a JSON dump (JVMALLOC_STATS_FORMAT=json), or a log holding some: the
-    /// last line that starts with `{` is read.
+    /// Each file is a JSON dump (`jvmalloc dump --format json`, JVMALLOC_STATS_FORMAT=json),
+    /// or a log holding several, one per line: the last is read, or the one --pick names.
+    /// The dumps must be of the same process (same pid and start time) unless
+    /// --allow-different, OLD must not have been taken after NEW, and both must be of
+    /// schema version 1.
     #[command(after_help = EXIT_CODES)]
     Diff {
         /// The earlier dump
@@ -73,17 +161,78 @@ enum Command {
         /// Rows per table (thread pools, size classes); at least 1
         #[arg(long, value_name = "N", default_value_t = 15)]
         top: usize,
+        /// Which dump of a file holding several (1 = the first; default: the last). Given
+        /// once, for both files; given twice, the first for OLD and the second for NEW
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        pick: Vec<u64>,
+        /// Compare dumps of different processes
+        #[arg(long)]
+        allow_different: bool,
     },
 }
 
-fn run(command: Command) -> Result<String, String> {
+/// Writes to stdout. A reader that stopped early (`| head`) is not a failure of ours: the
+/// command ends there, with exit code 0.
+pub fn write_stdout(bytes: &[u8]) -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => Err(format!("cannot write the output: {e}")),
+        Ok(()) => Ok(()),
+    }
+}
+
+fn run(command: Command) -> Result<(), String> {
+    let secs = Duration::from_secs;
     match command {
-        Command::Dump { pid, timeout } => dump::run(pid, Duration::from_secs(timeout)),
-        Command::Diff { old, new, top } => Ok(diff::run(
-            &dumpfile::read(&old)?,
-            &dumpfile::read(&new)?,
-            top.max(1),
-        )),
+        Command::Dump {
+            pid,
+            format,
+            output,
+            timeout,
+        } => {
+            let what = match format {
+                Format::Text => "dump text",
+                Format::Json => "dump json",
+            };
+            // Dumps name threads: readable by their owner only, as the library's files.
+            dump::run(pid, what, output.as_deref(), 0o600, secs(timeout))
+        }
+        Command::Metrics {
+            pid,
+            output,
+            timeout,
+        } => dump::run(pid, "metrics", output.as_deref(), 0o644, secs(timeout)),
+        Command::Watch {
+            pid,
+            interval,
+            count,
+            timeout,
+        } => watch::run(pid, secs(interval), count, secs(timeout)),
+        Command::Diff {
+            old,
+            new,
+            top,
+            pick,
+            allow_different,
+        } => {
+            let (pick_old, pick_new) = match pick[..] {
+                [] => (None, None),
+                [p] => (Some(p), Some(p)),
+                [a, b] => (Some(a), Some(b)),
+                _ => Cli::command()
+                    .error(
+                        clap::error::ErrorKind::TooManyValues,
+                        "--pick is given at most twice (once for OLD, once for NEW)",
+                    )
+                    .exit(),
+            };
+            let index = |p: Option<u64>| p.map(|p| usize::try_from(p).unwrap_or(usize::MAX));
+            let old = dumpfile::read(&old, index(pick_old))?;
+            let new = dumpfile::read(&new, index(pick_new))?;
+            diff::check(&old, &new, allow_different)?;
+            write_stdout(diff::run(&old, &new, top.max(1)).as_bytes())
+        }
     }
 }
 
@@ -91,14 +240,7 @@ fn main() -> ExitCode {
     // Usage errors exit with 2, --help and --version with 0 (clap's codes).
     let cli = Cli::parse();
     match run(cli.command) {
-        Ok(out) => match std::io::stdout().lock().write_all(out.as_bytes()) {
-            // A reader that stopped early (`| head`) is not a failure of ours.
-            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                let _ = writeln!(std::io::stderr(), "jvmalloc: cannot write the output: {e}");
-                ExitCode::FAILURE
-            }
-            _ => ExitCode::SUCCESS,
-        },
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "jvmalloc: {e}");
             ExitCode::FAILURE

@@ -1,7 +1,6 @@
-//! Property tests: whatever a dump file or an environment holds, the command answers
-//! without panicking.
+//! Property tests: whatever a dump file holds, the command answers without panicking.
 
-use crate::{diff, dumpfile, names};
+use crate::{diff, dumpfile};
 use proptest::prelude::*;
 
 /// JSON text shaped like a dump, with figures anywhere in the i64 and u64 ranges, odd
@@ -47,7 +46,7 @@ fn dump_like() -> impl Strategy<Value = String> {
 proptest! {
     #[test]
     fn any_bytes_read_as_a_dump_file_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
-        if let Ok(Some(line)) = dumpfile::last_json_line(&bytes[..]) {
+        if let Ok((Some(line), _)) = dumpfile::pick_json_line(&bytes[..], None) {
             let _ = dumpfile::parse(line.trim_end());
         }
     }
@@ -79,33 +78,5 @@ proptest! {
         let out = diff::run(&dump(old), &dump(new), 15);
         let want = format!("{old:>15} {new:>15} {:>+15}", i128::from(new) - i128::from(old));
         prop_assert!(out.contains(&want), "{}", out);
-    }
-
-    #[test]
-    fn templates_never_panic(t in prop::collection::vec(any::<u8>(), 0..512), pid in any::<u32>(),
-                             seq in any::<Option<u64>>(), unix in any::<Option<u64>>()) {
-        let _ = names::template_ok(&t);
-        let _ = names::expand(&t, pid, seq, unix);
-        let _ = names::parse_signal(&t);
-    }
-
-    #[test]
-    fn a_template_without_percent_expands_to_itself(
-        t in prop::collection::vec(any::<u8>().prop_filter("no %", |b| *b != b'%'), 0..512),
-        pid in any::<u32>(),
-    ) {
-        prop_assert!(names::template_ok(&t));
-        prop_assert_eq!(names::expand(&t, pid, None, None), t.clone());
-        prop_assert_eq!(names::expand(&t, pid, Some(1), Some(2)), t);
-    }
-
-    #[test]
-    fn ok_templates_expand_without_escapes_left(t in "[a-z/%pnt.-]{0,64}", pid in any::<u32>()) {
-        if names::template_ok(t.as_bytes()) {
-            let out = names::expand(t.as_bytes(), pid, Some(7), Some(9));
-            // Every escape was replaced: what is left of `%` came from `%%`.
-            let percents = out.iter().filter(|&&b| b == b'%').count();
-            prop_assert_eq!(percents, t.matches("%%").count());
-        }
     }
 }

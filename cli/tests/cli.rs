@@ -71,6 +71,8 @@ fn help_and_version() {
         &["-h"],
         &["help"],
         &["dump", "--help"],
+        &["metrics", "--help"],
+        &["watch", "--help"],
         &["diff", "--help"],
         &["help", "dump"],
     ] {
@@ -121,6 +123,22 @@ fn usage_errors_exit_2_and_name_the_culprit() {
     usage_error(&["dump", "1", "--timeout"], "--timeout");
     usage_error(&["diff", "a", "b", "--top", "-1"], "'-1'");
     usage_error(&["diff", "a", "b", "--top", "many"], "'many'");
+    usage_error(&["dump", "1", "--format", "xml"], "'xml'");
+    usage_error(&["dump", "1", "-o"], "--output");
+    usage_error(&["metrics"], "<PID>");
+    usage_error(&["metrics", "1", "--format", "json"], "'--format'");
+    usage_error(&["watch", "1", "--interval", "0"], "'0'");
+    usage_error(&["watch", "1", "--interval", "0.5"], "'0.5'");
+    usage_error(&["watch", "1", "--count", "0"], "'0'");
+    usage_error(&["watch", "0"], "'0'");
+    usage_error(&["diff", "a", "b", "--pick", "0"], "'0'");
+    usage_error(&["diff", "a", "b", "--pick", "x"], "'x'");
+    usage_error(
+        &[
+            "diff", "a", "b", "--pick", "1", "--pick", "2", "--pick", "3",
+        ],
+        "--pick is given at most twice",
+    );
 }
 
 #[test]
@@ -131,16 +149,43 @@ fn dump_failures_are_one_line() {
         "no process 2147483647",
     );
     // Our own process has no library loaded.
-    failure(
-        &["dump", &std::process::id().to_string()],
-        "does not have jvmalloc loaded",
-    );
+    for cmd in ["dump", "metrics", "watch"] {
+        failure(
+            &[cmd, &std::process::id().to_string()],
+            "does not have jvmalloc loaded",
+        );
+    }
+    failure(&["watch", "2147483647"], "no process 2147483647");
+    // An output file is checked first: a symbolic link is not followed, a directory or a
+    // device is not a file.
+    let d = dir("output");
+    let real = file(&d, "real.txt", b"keep");
+    let link = d.join("link.txt");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    for cmd in ["dump", "metrics"] {
+        failure(
+            &[cmd.as_ref(), "1".as_ref(), "-o".as_ref(), link.as_os_str()],
+            "is a symbolic link",
+        );
+        failure(&[cmd, "1", "-o", "/dev/null"], "not a regular file");
+        failure(
+            &[
+                cmd.as_ref(),
+                "1".as_ref(),
+                "--output".as_ref(),
+                d.as_os_str(),
+            ],
+            "cannot write",
+        );
+    }
+    assert_eq!(std::fs::read(&real).unwrap(), b"keep");
 }
 
 /// A JSON dump line with the given memory figures.
 fn dump_line(seq: u32, rss: &str, net: &str) -> String {
     format!(
-        r#"{{"jvmalloc_stats":1,"seq":{seq},"pid":7,"process":"java","time":"t{seq}","uptime_s":{seq}.5,"memory":{{"rss":{rss},"allocated":9007199254740993}},"threads":[{{"name":"pool-1-thread-2","net":{net}}}],"exited":{{"threads":0,"net":0}},"unregistered":{{"threads":0,"net":0}},"size_classes":[{{"kind":"large","size":9007199254740993,"live_bytes":18446744073709551615,"live_regions":1}}]}}"#
+        r#"{{"jvmalloc_stats":1,"seq":{seq},"pid":7,"process":"java","time_unix":{},"time":"t{seq}","uptime_s":{seq}.5,"memory":{{"rss":{rss},"allocated":9007199254740993}},"threads":[{{"name":"pool-1-thread-2","net":{net}}}],"exited":{{"threads":0,"net":0}},"unregistered":{{"threads":0,"net":0}},"size_classes":[{{"kind":"large","size":9007199254740993,"live_bytes":18446744073709551615,"live_regions":1}}]}}"#,
+        1_000_000 + seq
     )
 }
 
@@ -261,4 +306,140 @@ fn a_log_that_is_not_utf8_still_yields_its_last_dump() {
         out.stdout
     );
     assert!(out.stdout.contains("+200"), "{}", out.stdout);
+}
+
+/// `dump_line` with another pid, start time (seconds later) or schema.
+fn dump_line_of(seq: u32, pid: u32, started_later: u32, schema: &str) -> String {
+    dump_line(seq, "1", "1")
+        .replace("\"pid\":7", &format!("\"pid\":{pid}"))
+        .replace(
+            &format!("\"time_unix\":{}", 1_000_000 + seq),
+            &format!("\"time_unix\":{}", 1_000_000 + seq + started_later),
+        )
+        .replace(
+            "\"jvmalloc_stats\":1",
+            &format!("\"jvmalloc_stats\":{schema}"),
+        )
+}
+
+#[test]
+fn diff_compares_only_ordered_dumps_of_one_process() {
+    let d = dir("checks");
+    let f = |name: &str, line: String| file(&d, name, line.as_bytes());
+    let one = f("one.json", dump_line_of(1, 7, 0, "1"));
+    let two = f("two.json", dump_line_of(2, 7, 0, "1"));
+    let ok = |args: &[&std::ffi::OsStr]| {
+        let out = jvmalloc(&[&["diff".as_ref()], args].concat());
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        out.stdout
+    };
+    ok(&[one.as_os_str(), two.as_os_str()]);
+    // A second later, as far as the clocks say: the same process.
+    let near = f("near.json", dump_line_of(2, 7, 1, "1"));
+    ok(&[one.as_os_str(), near.as_os_str()]);
+    // Another pid, or the same pid started later (reused): refused unless allowed.
+    for (name, pid, later) in [("other-pid.json", 8, 0), ("reused.json", 7, 60)] {
+        let other = f(name, dump_line_of(2, pid, later, "1"));
+        let e = failure(
+            &["diff".as_ref(), one.as_os_str(), other.as_os_str()],
+            "different processes",
+        );
+        assert!(e.contains("--allow-different"), "{e}");
+        let out = ok(&[
+            one.as_os_str(),
+            other.as_os_str(),
+            "--allow-different".as_ref(),
+        ]);
+        assert!(out.starts_with("jvmalloc diff: pid 7 "), "{out}");
+    }
+    // Swapped: the message names both times.
+    let e = failure(
+        &["diff".as_ref(), two.as_os_str(), one.as_os_str()],
+        "was taken after the new one",
+    );
+    assert!(e.contains("#2 at t2") && e.contains("#1 at t1"), "{e}");
+    // Unknown schema versions, in either file.
+    for v in ["2", "\"1\"", "0"] {
+        let future = f("future.json", dump_line_of(2, 7, 0, v));
+        let e = failure(
+            &["diff".as_ref(), one.as_os_str(), future.as_os_str()],
+            &format!("schema version {v},"),
+        );
+        assert!(e.contains("reads version 1"), "{e}");
+    }
+}
+
+#[test]
+fn diff_picks_a_dump_from_a_file_holding_several() {
+    let d = dir("pick");
+    let log = file(
+        &d,
+        "log.json",
+        format!(
+            "{}\nnot json\n{}\n{}\n",
+            dump_line(1, "100", "1"),
+            dump_line(2, "300", "1"),
+            dump_line(3, "600", "1")
+        )
+        .as_bytes(),
+    );
+    let first = file(&d, "first.json", dump_line(1, "100", "1").as_bytes());
+    let diff = |extra: &[&str]| {
+        let mut args = vec!["diff".as_ref(), first.as_os_str(), log.as_os_str()];
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
+        jvmalloc(&args)
+    };
+    // The last by default.
+    let out = diff(&[]);
+    assert!(
+        out.stdout.contains("#1 at t1 -> #3 at t3"),
+        "{}",
+        out.stdout
+    );
+    // Given once: for both files (the first file holds one).
+    let out = diff(&["--pick", "1"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("#1 at t1 -> #1 at t1"),
+        "{}",
+        out.stdout
+    );
+    // Given twice: OLD's, then NEW's; one log against itself.
+    let out = jvmalloc(&[
+        "diff".as_ref(),
+        log.as_os_str(),
+        log.as_os_str(),
+        "--pick".as_ref(),
+        "2".as_ref(),
+        "--pick".as_ref(),
+        "3".as_ref(),
+    ]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("#2 at t2 -> #3 at t3"),
+        "{}",
+        out.stdout
+    );
+    let rss: Vec<&str> = out
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("rss "))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(rss[1..4], ["300", "600", "+300"]);
+    // Out of range: says how many there are.
+    let e = failure(
+        &[
+            "diff".as_ref(),
+            log.as_os_str(),
+            log.as_os_str(),
+            "--pick".as_ref(),
+            "1".as_ref(),
+            "--pick".as_ref(),
+            "4".as_ref(),
+        ],
+        "holds 3 dump(s): --pick 4 is out of range (1 to 3)",
+    );
+    assert!(e.contains("log.json"), "{e}");
 }
