@@ -168,6 +168,25 @@ pub fn run(old: &Dump, new: &Dump, top: usize) -> String {
         );
     }
 
+    let split = crate::dumpfile::split_rows(old, new);
+    if !split.is_empty() {
+        let _ = writeln!(
+            o,
+            "RSS split                     old bytes       new bytes          growth  growth MiB"
+        );
+        for (label, a, b) in &split {
+            let _ = writeln!(
+                o,
+                "  {label:<24} {a:>15} {b:>15} {:>+15} {:>+11.1}",
+                b - a,
+                mib(b - a)
+            );
+        }
+        if let Some((label, a, b)) = split.iter().max_by_key(|(_, a, b)| b - a) {
+            let _ = writeln!(o, "  grew most: {label} {:+.1} MiB", mib(b - a));
+        }
+    }
+
     let rows = pool_growth(old, new);
     let _ = writeln!(
         o,

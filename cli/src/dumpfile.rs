@@ -9,6 +9,7 @@
 
 use serde::Deserialize;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -30,6 +31,33 @@ pub struct Dump {
     pub exited: Group,
     pub unregistered: Group,
     pub size_classes: Vec<SizeClass>,
+    /// The parts of RSS by key (`rss_split`), empty in dumps of older libraries.
+    pub rss_split: BTreeMap<String, i128>,
+}
+
+/// The parts of `rss_split` in the order the library lists them, with their labels.
+pub const SPLIT_PARTS: [(&str, &str); 9] = [
+    ("malloc_live", "native malloc"),
+    ("allocator_overhead", "allocator overhead"),
+    ("java_heap", "Java heap"),
+    ("metaspace", "metaspace"),
+    ("thread_stacks", "thread stacks"),
+    ("code_cache", "code cache"),
+    ("mapped_files", "mapped files"),
+    ("other", "other"),
+    ("not_malloc", "RSS not owned by malloc"),
+];
+
+/// `(label, old bytes, new bytes)` of every part of RSS either dump has, in order.
+pub fn split_rows(old: &Dump, new: &Dump) -> Vec<(&'static str, i128, i128)> {
+    SPLIT_PARTS
+        .iter()
+        .filter(|(k, _)| old.rss_split.contains_key(*k) || new.rss_split.contains_key(*k))
+        .map(|(k, label)| {
+            let get = |d: &Dump| d.rss_split.get(*k).copied().unwrap_or(0);
+            (*label, get(old), get(new))
+        })
+        .collect()
 }
 
 #[derive(Deserialize, Default, Debug)]

@@ -64,13 +64,15 @@ fn human(v: i128) -> String {
 
 fn header() -> String {
     format!(
-        "{:<8}  {:>9} {:>7}  {:>10} {:>7}  {:>12} {:>7}  {:>14} {:>7}  {:<28}  {}\n",
+        "{:<8}  {:>9} {:>7}  {:>10} {:>7}  {:>12} {:>7}  {:>8} {:>7}  {:>14} {:>7}  {:<28}  {}\n",
         "time UTC",
         "RSS MiB",
         "change",
         "malloc MiB",
         "change",
         "overhead MiB",
+        "change",
+        "heap MiB",
         "change",
         "not malloc MiB",
         "change",
@@ -81,19 +83,26 @@ fn header() -> String {
 
 /// One line for `new`, with changes since `old` (none for the first line).
 fn line(old: Option<&Dump>, new: &Dump) -> String {
-    let m = &new.memory;
-    let figures = [m.rss, m.allocated, m.overhead, m.rss_not_malloc];
-    let change = |i: usize| -> String {
-        old.map_or("-".into(), |o| {
-            let before = [
-                o.memory.rss,
-                o.memory.allocated,
-                o.memory.overhead,
-                o.memory.rss_not_malloc,
-            ];
-            signed_mib(figures[i] - before[i])
-        })
+    // The Java heap's resident bytes, in a JVM (from the dump's RSS split).
+    let heap = |d: &Dump| d.rss_split.get("java_heap").copied();
+    let of = |d: &Dump| {
+        let m = &d.memory;
+        [
+            m.rss,
+            m.allocated,
+            m.overhead,
+            heap(d).unwrap_or(0),
+            m.rss_not_malloc,
+        ]
     };
+    let figures = of(new);
+    let change = |i: usize| -> String {
+        if i == 3 && heap(new).is_none() {
+            return "-".into();
+        }
+        old.map_or("-".into(), |o| signed_mib(figures[i] - of(o)[i]))
+    };
+    let heap_mib = heap(new).map_or("-".to_string(), |h| format!("{:.1}", mib(h)));
     let (pool, class) = match old {
         None => ("-".to_string(), "-".to_string()),
         Some(o) => (
@@ -114,15 +123,16 @@ fn line(old: Option<&Dump>, new: &Dump) -> String {
     // `YYYY-MM-DDTHH:MM:SSZ` -> `HH:MM:SS`.
     let time = new.time.get(11..19).unwrap_or(&new.time);
     format!(
-        "{time:<8}  {:>9.1} {:>7}  {:>10.1} {:>7}  {:>12.1} {:>7}  {:>14.1} {:>7}  {pool:<28}  {class}\n",
+        "{time:<8}  {:>9.1} {:>7}  {:>10.1} {:>7}  {:>12.1} {:>7}  {heap_mib:>8} {:>7}  {:>14.1} {:>7}  {pool:<28}  {class}\n",
         mib(figures[0]),
         change(0),
         mib(figures[1]),
         change(1),
         mib(figures[2]),
         change(2),
-        mib(figures[3]),
         change(3),
+        mib(figures[4]),
+        change(4),
     )
 }
 
@@ -205,7 +215,9 @@ mod tests {
         assert!(second.trim_end().ends_with("48 small +2.0 KiB"), "{second}");
         // Nothing grew: no pool, no class.
         let same = line(Some(&b), &b);
-        assert_eq!(words(&same)[9..], ["-", "-"], "{same}");
+        assert_eq!(words(&same)[11..], ["-", "-"], "{same}");
+        // Not a JVM: no heap column figures.
+        assert_eq!(words(&same)[7..9], ["-", "-"], "{same}");
         // The header's columns line up with the lines'.
         assert_eq!(
             header().find("change").unwrap() + 5,
