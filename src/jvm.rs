@@ -13,10 +13,9 @@
 //!   `java.threads.live`.
 //! - **Residency**, from `/proc/self/smaps`: the Java heap is the run of adjacent anonymous
 //!   mappings that spans exactly the maximum heap size (HotSpot reserves it in one piece;
-//!   committed parts are `rw-p`, the rest `---p`); thread stacks are anonymous `rw-p`
-//!   mappings directly above a small `---p` guard (glibc's guard page, or HotSpot's guard
-//!   zones), plus the main thread's `[stack]`; the code cache is the anonymous `rwx`
-//!   mappings; mapped files are the file-backed pages of every file mapping (`Rss` minus
+//!   committed parts are `rw-p`, the rest `---p`); thread stacks are the mappings that
+//!   hold a thread's stack pointer (`/proc/self/task/<tid>/syscall`); the code cache is the
+//!   anonymous `rwx` mappings; mapped files are the file-backed pages of every file mapping (`Rss` minus
 //!   `Anonymous`, as the kernel's `RssFile` counts them).
 //!
 //! Everything here runs on the `jvmalloc` thread (or the thread asking for a dump), never
@@ -218,7 +217,8 @@ fn heap_used(c: &HashMap<String, i64>) -> u64 {
 /// boundaries; below 32 GiB for a heap smaller than that (HotSpot puts a heap with
 /// compressed oops there); committed bytes closest to `committed`; starting on a boundary
 /// (the reservation's start; collectors commit from the bottom); most resident bytes.
-/// Mappings cut by the range count in proportion to their overlap.
+/// Mappings cut by the range count in proportion to their overlap. G1 maps the CDS
+/// archive's heap regions (from `classes.jsa`) inside the heap: those count as heap too.
 fn heap_range(vmas: &[Vma], size: u64, committed: u64) -> Option<(u64, u64, u64)> {
     if size == 0 {
         return None;
@@ -228,7 +228,7 @@ fn heap_range(vmas: &[Vma], size: u64, committed: u64) -> Option<(u64, u64, u64)
     let mut i = 0;
     while i < vmas.len() {
         let mut j = i;
-        while j < vmas.len() && vmas[j].anon() {
+        while j < vmas.len() && (vmas[j].anon() || cds_heap(&vmas[j])) {
             j += 1;
         }
         if j == i {
@@ -282,33 +282,57 @@ fn heap_range(vmas: &[Vma], size: u64, committed: u64) -> Option<(u64, u64, u64)
     best.map(|(_, r)| r)
 }
 
-/// Thread stacks: anonymous `rw-p` mappings of at most 64 MiB right above an anonymous
-/// `---p` guard of at most 1 MiB, outside the heap; and `[stack]`.
-fn stacks(vmas: &[Vma], heap: Option<(u64, u64)>) -> (u64, u64) {
-    let in_heap = |v: &Vma| heap.is_some_and(|(a, b)| v.start >= a && v.end <= b);
-    let mut n = 0;
-    let mut rss = 0;
-    for (i, v) in vmas.iter().enumerate() {
-        let guarded = i > 0 && {
-            let g = &vmas[i - 1];
-            g.end == v.start && g.anon() && &g.perms[..3] == b"---" && g.size() <= 1 << 20
+/// A CDS archive mapped into the Java heap (G1's archived heap regions).
+fn cds_heap(v: &Vma) -> bool {
+    v.name.ends_with(".jsa") && &v.perms[..2] == b"rw"
+}
+
+/// Each thread's stack pointer, where the kernel shows it: `/proc/self/task/<tid>/syscall`
+/// ends with the stack and instruction pointers of a thread blocked in the kernel (most
+/// threads of a JVM, parked or waiting), and says `running` for one on a CPU. The calling
+/// thread's own is the address of a local.
+fn stack_pointers() -> Vec<u64> {
+    let here = 0u8;
+    let mut sps = vec![core::ptr::addr_of!(here) as u64];
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return sps;
+    };
+    for t in tasks.flatten() {
+        let Ok(text) = std::fs::read_to_string(t.path().join("syscall")) else {
+            continue;
         };
-        let stack = v.name == "[stack]"
-            || (guarded
-                && v.anon()
-                && &v.perms[..3] == b"rw-"
-                && v.size() <= 64 << 20
-                && !in_heap(v));
-        if stack {
-            n += 1;
-            rss += v.rss;
+        let f: Vec<&str> = text.split_ascii_whitespace().collect();
+        if f.len() >= 3 && f[0] != "running" {
+            if let Some(sp) = f[f.len() - 2]
+                .strip_prefix("0x")
+                .and_then(|h| u64::from_str_radix(h, 16).ok())
+            {
+                sps.push(sp);
+            }
         }
     }
-    (n, rss)
+    sps
+}
+
+/// Thread stacks: the mappings that hold a thread's stack pointer (`sps`); their number
+/// and resident bytes. A thread running on a CPU at that instant is not seen.
+fn stacks(vmas: &[Vma], sps: &[u64]) -> (u64, u64) {
+    let mut hit = vec![false; vmas.len()];
+    for &sp in sps {
+        // Mappings are in address order: the last one starting at or below sp.
+        let i = vmas.partition_point(|v| v.start <= sp);
+        if i > 0 && sp < vmas[i - 1].end {
+            hit[i - 1] = true;
+        }
+    }
+    vmas.iter()
+        .zip(hit)
+        .filter(|(_, h)| *h)
+        .fold((0, 0), |(n, rss), (v, _)| (n + 1, rss + v.rss))
 }
 
 /// Builds the split from the counters and the memory map.
-pub fn split(counters: &HashMap<String, i64>, vmas: &[Vma], source: &str) -> Split {
+pub fn split(counters: &HashMap<String, i64>, vmas: &[Vma], sps: &[u64], source: &str) -> Split {
     let (committed, _) = generations(counters, "capacity");
     // G1 reports the whole heap as each generation's maximum (plus a few bytes); the
     // generational collectors split it between the generations.
@@ -322,7 +346,7 @@ pub fn split(counters: &HashMap<String, i64>, vmas: &[Vma], source: &str) -> Spl
     };
     let max = max / 4096 * 4096;
     let heap = heap_range(vmas, max, committed);
-    let (stacks, stacks_resident) = stacks(vmas, heap.map(|(a, b, _)| (a, b)));
+    let (stacks, stacks_resident) = stacks(vmas, sps);
     Split {
         source: source.to_string(),
         heap_max: max,
@@ -373,7 +397,7 @@ pub fn read() -> Jvm {
         .as_deref()
         .and_then(parse_perfdata)
     {
-        Some(c) => Jvm::Split(split(&c, &vmas, &path)),
+        Some(c) => Jvm::Split(split(&c, &vmas, &stack_pointers(), &path)),
         None => Jvm::Unavailable(format!(
             "cannot read the JVM's performance counters in {path}: RSS not owned by malloc is \
              not split further"
@@ -391,10 +415,14 @@ pub struct Part {
     pub bytes: u64,
 }
 
-/// Splits `rss` into parts that add up to it exactly: native malloc (live), allocator
-/// overhead, then, in a JVM, the Java heap, metaspace, thread stacks, code cache and mapped
-/// files, and what is left as `other`. Each part is cut to what is left of RSS, so the parts
-/// never exceed it (metaspace is counted by its committed size, which is at most resident).
+/// Splits `rss` into parts that add up to it exactly. The JVM's parts measured in the
+/// memory map come first (Java heap, thread stacks, code cache, mapped files), then
+/// metaspace (committed, class space included), native malloc (live bytes) and allocator
+/// overhead, whose figures are upper bounds of what is resident (jemalloc counts pages it
+/// handed out as resident before they are touched), and `other` last. Each part is cut to
+/// what is left of RSS, so the parts never exceed it. Outside a JVM: native malloc,
+/// allocator overhead, and RSS not owned by malloc. Returned in the order shown in dumps:
+/// native malloc and allocator overhead first.
 pub fn parts(rss: u64, allocated: u64, resident: u64, jvm: &Jvm) -> Vec<Part> {
     let mut left = rss;
     let mut take = |key, label, want: u64| {
@@ -406,34 +434,29 @@ pub fn parts(rss: u64, allocated: u64, resident: u64, jvm: &Jvm) -> Vec<Part> {
             bytes: b,
         }
     };
-    let mut out = vec![
-        take("malloc_live", "native malloc", allocated),
-        take(
-            "allocator_overhead",
-            "allocator overhead",
-            resident.saturating_sub(allocated),
-        ),
-    ];
+    let overhead = resident.saturating_sub(allocated);
     match jvm {
         Jvm::Split(s) => {
-            out.push(take(
+            let heap = take(
                 "java_heap",
                 "Java heap",
                 s.heap_resident.unwrap_or(s.heap_committed),
-            ));
-            out.push(take(
-                "metaspace",
-                "metaspace",
-                s.metaspace_committed + s.class_space_committed,
-            ));
-            out.push(take("thread_stacks", "thread stacks", s.stacks_resident));
-            out.push(take("code_cache", "code cache", s.code_resident));
-            out.push(take("mapped_files", "mapped files", s.files_resident));
-            out.push(take("other", "other (not identified)", u64::MAX));
+            );
+            let stacks = take("thread_stacks", "thread stacks", s.stacks_resident);
+            let code = take("code_cache", "code cache", s.code_resident);
+            let files = take("mapped_files", "mapped files", s.files_resident);
+            let meta = take("metaspace", "metaspace", s.metaspace_committed);
+            let live = take("malloc_live", "native malloc", allocated);
+            let over = take("allocator_overhead", "allocator overhead", overhead);
+            let other = take("other", "other (not identified)", u64::MAX);
+            vec![live, over, heap, meta, stacks, code, files, other]
         }
-        _ => out.push(take("not_malloc", "RSS not owned by malloc", u64::MAX)),
+        _ => vec![
+            take("malloc_live", "native malloc", allocated),
+            take("allocator_overhead", "allocator overhead", overhead),
+            take("not_malloc", "RSS not owned by malloc", u64::MAX),
+        ],
     }
-    out
 }
 
 #[cfg(test)]
@@ -513,7 +536,10 @@ mod tests {
             90 * m as i64,
         );
         c.insert("java.threads.live".to_string(), 2);
-        let s = split(&c, &vmas, "f");
+        // Stack pointers in the two thread stacks and the main stack, and one that is in no
+        // mapping.
+        let sps = [0x7001_8000, 0x7100_2000, 0x7100_3000, 0x7ffd_1000, 0x10];
+        let s = split(&c, &vmas, &sps, "f");
         assert_eq!(s.heap_committed, 300 * m);
         assert_eq!(s.heap_used, 90 * m);
         assert_eq!(s.heap_max, 512 * m);
@@ -525,8 +551,23 @@ mod tests {
         assert_eq!(s.files_resident, 7 * m);
         let parts = parts(200 * m, 10 * m, 15 * m, &Jvm::Split(s));
         assert_eq!(parts.iter().map(|p| p.bytes).sum::<u64>(), 200 * m);
-        assert_eq!(parts[2].key, "java_heap");
+        let keys: Vec<&str> = parts.iter().map(|p| p.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "malloc_live",
+                "allocator_overhead",
+                "java_heap",
+                "metaspace",
+                "thread_stacks",
+                "code_cache",
+                "mapped_files",
+                "other"
+            ]
+        );
         assert_eq!(parts[2].bytes, 102 * m);
+        assert_eq!(parts[0].bytes, 10 * m);
+        assert_eq!(parts[1].bytes, 5 * m);
     }
 
     #[test]
@@ -543,7 +584,21 @@ mod tests {
             ),
             vma(0xe000_0000, 0xf7a0_0000, "rw-p", "", 150 * m),
             vma(0xf7a0_0000, 0xffe0_0000, "---p", "", 0),
+            vma(
+                0xffe0_0000,
+                0xffe7_5000,
+                "rw-p",
+                "/usr/lib/jvm/x/lib/server/classes.jsa",
+                1 << 19,
+            ),
             vma(0xffe7_5000, 0xfff0_0000, "rw-p", "", 1 << 19),
+            vma(
+                0xfff0_0000,
+                0xfff7_8000,
+                "rw-p",
+                "/usr/lib/jvm/x/lib/server/classes.jsa",
+                0,
+            ),
             vma(0xfff7_8000, 0x1_0000_0000, "rw-p", "", 1 << 19),
             vma(0x1_0000_0000, 0x1_0002_0000, "rw-p", "", 1 << 17),
             vma(0x1_0002_0000, 0x1_4000_0000, "---p", "", 0),
@@ -551,18 +606,47 @@ mod tests {
         ];
         let h = heap_range(&vmas, 512 * m, 380 * m).unwrap();
         assert_eq!((h.0, h.1), (0xe000_0000, 0x1_0000_0000));
-        assert_eq!(h.2, 151 * m);
+        assert_eq!(h.2, 151 * m + (1 << 19));
+        // A 1 GiB heap next to a 1 GiB class space reservation: the heap, not the class
+        // space, although both span exactly 1 GiB between mapping boundaries.
+        let g = 1u64 << 30;
+        let vmas = vec![
+            vma(0x3b00_0000, 0x3b01_0000, "rw-p", "", 64 << 10),
+            vma(0x3b01_0000, 0x3b00_0000 + g, "---p", "", 0),
+            vma(0xc000_0000, 0xe5c0_0000, "rw-p", "", 300 * m),
+            vma(0xe5c0_0000, 0xffe0_0000, "---p", "", 0),
+            vma(
+                0xffe0_0000,
+                0xfff2_4000,
+                "rw-p",
+                "/usr/lib/jvm/x/lib/server/classes.jsa",
+                m,
+            ),
+            vma(0xfff2_4000, 0x1_0000_0000, "rw-p", "", m / 2),
+        ];
+        let h = heap_range(&vmas, g, 606 * m).unwrap();
+        assert_eq!((h.0, h.1), (0xc000_0000, 0x1_0000_0000));
     }
 
     #[test]
     fn parts_never_exceed_rss() {
+        // The heap, measured, comes first; malloc's upper bounds get what is left.
         let s = Split {
             heap_committed: 1 << 40,
             ..Split::default()
         };
         let p = parts(100, 60, 80, &Jvm::Split(s));
         assert_eq!(p.iter().map(|p| p.bytes).sum::<u64>(), 100);
-        assert_eq!(p[2].bytes, 20);
+        assert_eq!(p[2].key, "java_heap");
+        assert_eq!((p[0].bytes, p[1].bytes, p[2].bytes), (0, 0, 100));
+        // jemalloc's resident above RSS (pages handed out, never touched): cut.
+        let s = Split {
+            heap_resident: Some(30),
+            ..Split::default()
+        };
+        let p = parts(100, 60, 120, &Jvm::Split(s));
+        assert_eq!(p.iter().map(|p| p.bytes).sum::<u64>(), 100);
+        assert_eq!((p[0].bytes, p[1].bytes, p[2].bytes), (60, 10, 30));
         let p = parts(100, 60, 80, &Jvm::NotHotSpot);
         assert_eq!(
             p.iter().map(|p| p.key).collect::<Vec<_>>(),

@@ -132,9 +132,9 @@ pub fn render(s: &Snapshot) -> String {
             ("jvmalloc_jvm_heap_max_bytes", "The Java heap's maximum size (-Xmx).", j.heap_max),
             ("jvmalloc_jvm_heap_committed_bytes", "The Java heap's committed size (sum of the generations' capacities, as jstat shows).", j.heap_committed),
             ("jvmalloc_jvm_heap_used_bytes", "Bytes used in the Java heap (sum of the spaces' used, as jstat shows).", j.heap_used),
-            ("jvmalloc_jvm_metaspace_committed_bytes", "Metaspace committed (sun.gc.metaspace.capacity).", j.metaspace_committed),
+            ("jvmalloc_jvm_metaspace_committed_bytes", "Metaspace committed, compressed class space included (sun.gc.metaspace.capacity).", j.metaspace_committed),
             ("jvmalloc_jvm_metaspace_used_bytes", "Metaspace used (sun.gc.metaspace.used).", j.metaspace_used),
-            ("jvmalloc_jvm_class_space_committed_bytes", "Compressed class space committed.", j.class_space_committed),
+            ("jvmalloc_jvm_class_space_committed_bytes", "Compressed class space committed (part of the metaspace figure).", j.class_space_committed),
             ("jvmalloc_jvm_thread_stacks_bytes", "Resident bytes of the thread stacks found in the memory map.", j.stacks_resident),
         ];
         for (name, help, v) in jvm {

@@ -111,7 +111,7 @@ fn split_text(o: &mut String, s: &Snapshot) {
             let _ = writeln!(
                 o,
                 "jvm: Java heap {:.1} committed, {:.1} used, {resident}, {:.1} max; metaspace {:.1} committed, \
-                 {:.1} used; class space {:.1} committed, {:.1} used; {} live Java threads, {} stacks \
+                 {:.1} used (of which class space {:.1} committed, {:.1} used); {} live Java threads, {} stacks \
                  {:.1} resident; code cache {:.1} resident (MiB; counters from {})",
                 m(j.heap_committed),
                 m(j.heap_used),
