@@ -263,57 +263,9 @@ fn child_forked_from_a_thread_ends_with_its_last_thread_glibc() {
 // ---------------------------------------------------------------------------------------
 // 2. A JVM ends with its last non-daemon thread, under every JDK here.
 
-/// `bin/java` of every JDK in /usr/lib/jvm, by canonical path (symlinked dirs once).
-fn jdks() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir("/usr/lib/jvm")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.path().join("bin/java").canonicalize().ok())
-        .collect();
-    v.sort();
-    v.dedup();
-    assert!(!v.is_empty(), "no JDK in /usr/lib/jvm");
-    v
-}
-
-/// The feature version (17, 25) of the JDK whose `bin/java` this is, from its `release` file.
-fn jdk_version(java: &Path) -> u32 {
-    let release = java.parent().unwrap().parent().unwrap().join("release");
-    let text = std::fs::read_to_string(&release).unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix("JAVA_VERSION=\""))
-        .and_then(|v| v.split(['.', '"']).next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no JAVA_VERSION in {}", release.display()))
-}
-
-/// `c-tests/jvm/LastThread.java` compiled by the oldest JDK's javac for its release, so
-/// the class runs on every JDK.
-fn classes() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let oldest = jdks().into_iter().min_by_key(|j| jdk_version(j)).unwrap();
-        let javac = oldest.with_file_name("javac");
-        let out = work_dir().join("invisible-classes");
-        std::fs::create_dir_all(&out).unwrap();
-        run(&javac)
-            .glibc()
-            .arg("--release")
-            .arg(jdk_version(&oldest).to_string())
-            .arg("-d")
-            .arg(&out)
-            .arg(root().join("c-tests/jvm/LastThread.java"))
-            .timeout(300)
-            .output()
-            .assert_ok();
-        out
-    })
-    .clone()
-}
-
 fn last_thread_jvm(java: &Path, r: Run) -> Live {
     let what = format!("{} LastThread", java.display());
-    Live::start(&what, r.arg("-cp").arg(classes()).arg("LastThread"))
+    Live::start(&what, r.arg("-cp").arg(java_classes()).arg("LastThread"))
 }
 
 fn ready_pid(live: &Live) -> Result<u32, String> {
@@ -329,7 +281,7 @@ fn ready_pid(live: &Live) -> Result<u32, String> {
 #[test]
 fn jvm_answers_a_dump_and_ends_with_its_last_thread() {
     let mut errors = vec![];
-    for java in jdks() {
+    for java in jdks().into_iter().map(|h| h.join("bin/java")) {
         let res = (|| -> Result<(), String> {
             let mut live = last_thread_jvm(&java, run(&java).default_scope());
             let pid = ready_pid(&live)?;
@@ -359,7 +311,7 @@ fn jvm_answers_a_dump_and_ends_with_its_last_thread() {
 #[test]
 fn jvm_ends_with_its_last_thread_glibc() {
     let mut errors = vec![];
-    for java in jdks() {
+    for java in jdks().into_iter().map(|h| h.join("bin/java")) {
         let res = (|| -> Result<(), String> {
             let mut live = last_thread_jvm(&java, run(&java).glibc().default_scope());
             ready_pid(&live)?;
@@ -695,7 +647,7 @@ fn bash_trap_shows_nothing() {
 #[test]
 fn java_signal_handle_replaces_the_library_handler() {
     let mut errors = vec![];
-    for java in jdks() {
+    for java in jdks().into_iter().map(|h| h.join("bin/java")) {
         let res = (|| -> Result<(), String> {
             let mut live = last_thread_jvm(&java, run(&java).default_scope());
             let pid = ready_pid(&live)?;
@@ -738,7 +690,7 @@ fn java_signal_handle_replaces_the_library_handler() {
 /// under glibc.
 #[test]
 fn java_out_of_scope_finds_sig_dfl() {
-    let java = jdks().into_iter().next().unwrap();
+    let java = jdks()[0].join("bin/java");
     for r in [
         run(&java).env("JVMALLOC_PROCESSES", "python3*"),
         run(&java).glibc(),

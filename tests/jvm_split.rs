@@ -28,35 +28,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, OnceLock};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const MIB: i64 = 1 << 20;
-
-/// Compiles `c-tests/jvm/*.java` once into the work dir; returns the class directory.
-/// (A copy of tests/programs.rs's helper, into a directory of its own.)
-fn java_classes() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let out = work_dir().join("jvm-classes-split");
-        std::fs::create_dir_all(&out).unwrap();
-        let srcs: Vec<_> = std::fs::read_dir(root().join("c-tests/jvm"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "java"))
-            .collect();
-        let o = run("javac")
-            .glibc()
-            .arg("-d")
-            .arg(&out)
-            .args(&srcs)
-            .timeout(300)
-            .output();
-        o.assert_ok();
-        out
-    })
-    .clone()
-}
 
 /// The collectors whose heap layouts differ: (name, flag).
 const GCS: [(&str, &str); 3] = [

@@ -26,7 +26,6 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -303,31 +302,6 @@ fn vm_rss(pid: u32) -> f64 {
         .and_then(|v| v.trim().parse().ok())
         .expect("VmRSS");
     kb * 1024.0
-}
-
-/// Compiles `c-tests/jvm/*.java` once (as tests/programs.rs does, into a directory of
-/// this test binary's own).
-fn java_classes() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let out = work_dir().join("jvm-classes-metrics");
-        std::fs::create_dir_all(&out).unwrap();
-        let srcs: Vec<_> = std::fs::read_dir(root().join("c-tests/jvm"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "java"))
-            .collect();
-        run("javac")
-            .glibc()
-            .arg("-d")
-            .arg(&out)
-            .args(&srcs)
-            .timeout(300)
-            .output()
-            .assert_ok();
-        out
-    })
-    .clone()
 }
 
 // ---------------------------------------------------------------------------------------

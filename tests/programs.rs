@@ -3,32 +3,6 @@
 mod common;
 use common::*;
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
-use std::sync::OnceLock;
-
-/// Compiles `c-tests/jvm/*.java` once into the work dir; returns the class directory.
-pub fn java_classes() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let out = work_dir().join("jvm-classes");
-        std::fs::create_dir_all(&out).unwrap();
-        let srcs: Vec<_> = std::fs::read_dir(root().join("c-tests/jvm"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "java"))
-            .collect();
-        let o = run("javac")
-            .glibc()
-            .arg("-d")
-            .arg(&out)
-            .args(&srcs)
-            .timeout(300)
-            .output();
-        o.assert_ok();
-        out
-    })
-    .clone()
-}
 
 #[test]
 fn java_version() {

@@ -782,19 +782,7 @@ fn wait_ready(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> Stri
 
 #[test]
 fn jvm_dump_names_threads_and_splits_rss() {
-    let classes = {
-        let out = work_dir().join("jvm-classes-stats");
-        std::fs::create_dir_all(&out).unwrap();
-        run("javac")
-            .glibc()
-            .arg("-d")
-            .arg(&out)
-            .arg(root().join("c-tests/jvm/NativeChurn.java"))
-            .timeout(300)
-            .output()
-            .assert_ok();
-        out
-    };
+    let classes = java_classes();
     // `java` is in the library's default scope; nothing else is configured.
     let target = start(run("java").default_scope().arg("-cp").arg(&classes).args([
         "NativeChurn",

@@ -60,6 +60,47 @@ pub fn jdks() -> Vec<PathBuf> {
     homes
 }
 
+/// The feature version (17, 25) of the JDK at `home`, from its `release` file.
+pub fn jdk_version(home: &Path) -> u32 {
+    let release = home.join("release");
+    let text = std::fs::read_to_string(&release).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("JAVA_VERSION=\""))
+        .and_then(|v| v.split(['.', '"']).next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no JAVA_VERSION in {}", release.display()))
+}
+
+/// Compiles every `c-tests/jvm/*.java` once, with the oldest JDK's `javac` for its own
+/// release so that the classes run on every JDK; returns the class directory.
+pub fn java_classes() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let oldest = jdks().into_iter().min_by_key(|h| jdk_version(h)).unwrap();
+        let out = work_dir().join("jvm-classes");
+        std::fs::create_dir_all(&out).unwrap();
+        let srcs: Vec<_> = std::fs::read_dir(root().join("c-tests/jvm"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "java"))
+            .collect();
+        run(oldest.join("bin/javac"))
+            .glibc()
+            .arg("--release")
+            .arg(jdk_version(&oldest).to_string())
+            // LastThread uses sun.misc.Signal on purpose: no warnings about it.
+            .arg("-XDignore.symbol.file")
+            .arg("-nowarn")
+            .arg("-d")
+            .arg(&out)
+            .args(&srcs)
+            .timeout(300)
+            .output()
+            .assert_ok();
+        out
+    })
+    .clone()
+}
+
 /// Compiles `c-tests/<name>.c` (plus extra gcc arguments) into the work dir, once.
 pub fn compile(name: &str, extra: &[&str]) -> PathBuf {
     static DONE: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
