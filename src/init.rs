@@ -110,24 +110,30 @@ pub fn foreign_malloc() -> Option<&'static CStr> {
     (p != 0).then(|| unsafe { CStr::from_ptr(p as *const libc::c_char) })
 }
 
-/// Checks that the program's `malloc` is ours; says once on stderr when it is not.
+/// The object (`dli_fbase`, `dli_fname`) that holds address `p`.
+fn object_of(p: *const c_void) -> Option<(usize, *const libc::c_char)> {
+    // SAFETY: zeroed Dl_info is a valid out-parameter for dladdr.
+    let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
+    // SAFETY: `p` is an address in a loaded object; `info` is a valid out-pointer.
+    let found = unsafe { libc::dladdr(p, &mut info) } != 0;
+    found.then_some((info.dli_fbase as usize, info.dli_fname))
+}
+
+/// Checks that the program's `malloc` is ours; says once on stderr when it is not. The
+/// address of our exported `malloc` cannot be used for the comparison (taken here, it goes
+/// through the global offset table and is the winning definition's), so the objects are
+/// compared instead.
 fn check_malloc_binding() {
     // SAFETY: dlsym with a NUL-terminated name; called from the constructor, not from
     // malloc (it may allocate, which is fine once initialised).
     let sym = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"malloc".as_ptr()) };
-    let ours = crate::exports::malloc as *const () as *mut c_void;
-    if sym.is_null() || sym == ours {
+    let Some((theirs, name)) = object_of(sym) else {
+        return;
+    };
+    let ours = object_of(check_malloc_binding as *const () as *const c_void).map(|o| o.0);
+    if sym.is_null() || ours == Some(theirs) || name.is_null() {
         return;
     }
-    // SAFETY: zeroed Dl_info is a valid out-parameter for dladdr.
-    let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
-    // SAFETY: `sym` is an address in a loaded object; `info` is a valid out-pointer.
-    let found = unsafe { libc::dladdr(sym, &mut info) } != 0 && !info.dli_fname.is_null();
-    let name = if found {
-        info.dli_fname
-    } else {
-        c"an unknown library".as_ptr()
-    };
     FOREIGN_MALLOC.store(name as usize, Ordering::Relaxed);
     say!(
         "malloc resolves to {}, not to jvmalloc (another allocator is preloaded before it): \

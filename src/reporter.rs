@@ -257,7 +257,8 @@ fn run() {
         let timeout = next.map(|t| t.saturating_sub(monotonic_ns()));
         if exporter.listening() {
             // Signals wake the futex, not poll: look at it at least every 100 ms.
-            let ms = timeout.map_or(100, |t| (t / 1_000_000).min(100)) as i32;
+            // Rounded up: a timeout under 1 ms must not become a busy poll(0).
+            let ms = timeout.map_or(100, |t| t.div_ceil(1_000_000).min(100)) as i32;
             exporter.poll(ms);
         } else {
             WAKE.wait(timeout);

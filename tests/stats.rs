@@ -886,3 +886,80 @@ fn periodic_dumps() {
     let n = std::fs::read_dir(&dir).unwrap().count();
     assert!((2..=3).contains(&n), "{n} periodic dumps in 2.5 s");
 }
+
+/// A handler installed before jvmalloc's (by a library the program links) is chained with
+/// its own sa_mask and flags, and the dump is written too.
+#[test]
+fn previous_handler_runs_with_its_own_mask_and_flags() {
+    let lib = compile("chainlib", &["-shared", "-fPIC"]);
+    let dir = lib.parent().unwrap().to_str().unwrap().to_string();
+    let prog = compile(
+        "chain",
+        &[
+            &format!("-L{dir}"),
+            "-lchainlib",
+            &format!("-Wl,-rpath,{dir}"),
+        ],
+    );
+    let out = run(&prog).output();
+    out.assert_ok();
+    assert_eq!(
+        out.stderr
+            .matches("=== end of jvmalloc statistics #")
+            .count(),
+        1,
+        "{}",
+        out.stderr
+    );
+}
+
+/// With another allocator preloaded first, `malloc` does not reach jvmalloc: said once on
+/// stderr at start, and in every dump.
+#[test]
+fn another_allocator_first_is_detected() {
+    let foreign = compile("foreign", &["-shared", "-fPIC"]);
+    let preload = format!("{}:{}", foreign.display(), lib().display());
+    let out = run(compile("hello", &[]))
+        .glibc()
+        .env("LD_PRELOAD", &preload)
+        .env("JVMALLOC_STATS_AT_EXIT", "1")
+        .output();
+    out.assert_ok();
+    let said: Vec<&str> = out
+        .jvmalloc_lines()
+        .into_iter()
+        .filter(|l| l.contains("malloc resolves to") && l.contains("libforeign.so"))
+        .collect();
+    assert_eq!(said.len(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("WARNING: malloc resolves to")
+            && out.stderr.contains("=== end of jvmalloc"),
+        "{}",
+        out.stderr
+    );
+    // jvmalloc first: nothing said.
+    let out = run(compile("hello", &[])).output();
+    out.assert_ok();
+    assert!(!out.stderr.contains("malloc resolves to"), "{}", out.stderr);
+}
+
+/// A request that no jvmalloc thread has served (a single-threaded program never gets
+/// one) is written at exit, not lost.
+#[test]
+fn pending_request_is_written_at_exit() {
+    // bash ends with exit(), which runs the at-exit hook (dash ends with _exit(), which
+    // runs nothing, as under glibc).
+    let out = run("bash")
+        .args(["-c", "kill -USR1 $$; echo done"])
+        .output();
+    out.assert_ok();
+    assert_eq!(out.stdout, "done\n");
+    assert_eq!(
+        out.stderr
+            .matches("=== end of jvmalloc statistics #1 ===")
+            .count(),
+        1,
+        "{}",
+        out.stderr
+    );
+}
