@@ -245,25 +245,22 @@ pub fn run(old: &Dump, new: &Dump, top: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// Pooling itself is tested with names.rs; here: the RSS split table and its verdict.
     #[test]
-    fn pools_digit_runs() {
-        assert_eq!(
-            crate::names::pool_name("pool-12-thread-3"),
-            "pool-N-thread-N"
+    fn rss_split_rows_and_what_grew_most() {
+        let d = |heap: i64, live: i64| {
+            crate::dumpfile::parse(&format!(
+                r#"{{"jvmalloc_stats":1,"pid":7,"seq":1,"rss_split":{{"malloc_live":{live},"allocator_overhead":0,"java_heap":{heap},"other":5}}}}"#
+            ))
+            .unwrap()
+        };
+        let out = super::run(&d(100 << 20, 10 << 20), &d(450 << 20, 11 << 20), 5);
+        assert!(out.contains("RSS split"), "{out}");
+        assert!(out.contains("  Java heap "), "{out}");
+        assert!(
+            !out.contains("metaspace"),
+            "parts no dump has are not shown: {out}"
         );
-        assert_eq!(
-            crate::names::pool_name("Kafka Fetcher 7"),
-            "Kafka Fetcher N"
-        );
-        assert_eq!(crate::names::pool_name("VM Thread"), "VM Thread");
-        assert_eq!(
-            crate::names::pool_name("C2 CompilerThre"),
-            "C2 CompilerThre"
-        );
-        assert_eq!(crate::names::pool_name("G1 Refine#12"), "G1 Refine#N");
-        assert_eq!(
-            crate::names::pool_name("taskmanager_0-m"),
-            "taskmanager_N-m"
-        );
+        assert!(out.contains("grew most: Java heap +350.0 MiB"), "{out}");
     }
 }
