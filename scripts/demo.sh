@@ -1,26 +1,227 @@
 #!/usr/bin/env bash
-# Builds target/release/libjvmalloc.so and runs a Java program that churns native memory
-# from 32 threads (zlib, direct buffers, thread creation) once under glibc's malloc and once
-# under jvmalloc, then prints both processes' resident memory side by side.
+# The first thing to run: what jvmalloc is for, in about three minutes.
+#
+# Builds target/release/libjvmalloc.so and runs scripts/demo/LeakyService.java, a Java
+# program that churns native memory from 32 threads (zlib Deflater/Inflater, direct buffers,
+# short-lived threads), leaks about 38 MiB of Deflaters on one thread named leaky-deflater,
+# and then sits idle. Part 1 runs it under four allocators and prints the process's resident
+# memory (VmRSS, read from /proc/<pid>/status by this script) at the end of the work and
+# after DEMO_IDLE_S seconds of idleness: glibc's malloc; glibc with the JDK's own remedy,
+# -XX:TrimNativeHeapInterval=1000 (malloc_trim every second); Debian's libjemalloc2 (what
+# Flink's Docker image preloads); jvmalloc. Part 2 runs it once more under jvmalloc, takes
+# a statistics dump after the warm-up and another after the leak has grown (kill -USR1),
+# and prints the part of the second dump that points at the leak.
+#
+# Three runs per allocator, because single runs of glibc and libjemalloc2 vary by up to a
+# fifth (which threads share an arena depends on timing); the table gives the median and
+# the range. The JVMs run one after the other; each is measured after its idle time while
+# the next one works, which keeps the demo near a minute and a half on 2 CPUs.
+#
+# Knobs (environment): DEMO_RUNS (runs per allocator, 3), DEMO_IDLE_S (10), DEMO_THREADS
+# (32), DEMO_ROUNDS (120), DEMO_LEAK (Deflaters leaked, 150).
 set -euo pipefail
+began=$SECONDS
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
+. scripts/bench-lib.sh # need_pkg, median; LIB
+
+runs=${DEMO_RUNS:-3}
+idle_s=${DEMO_IDLE_S:-10}
+threads=${DEMO_THREADS:-32}
+rounds=${DEMO_ROUNDS:-120}
+leak=${DEMO_LEAK:-150}
+heap=-Xmx256m
+
+# Debian's jemalloc, as Flink's image uses it. A fresh system may have no package lists yet.
+jemalloc=/usr/lib/$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)/libjemalloc.so.2
+if ! need_pkg libjemalloc2 "$jemalloc" >/dev/null; then
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -q >/dev/null
+    need_pkg libjemalloc2 "$jemalloc" >/dev/null
+fi
+
+# The JDK's periodic malloc_trim: a product flag in recent 17, 21 and 25 updates,
+# experimental in some earlier ones, absent before 17.0.9.
+trim_flags=()
+trim_line=$(java -XX:+UnlockExperimentalVMOptions -XX:+PrintFlagsFinal -version 2>/dev/null | grep -w TrimNativeHeapInterval || true)
+case "$trim_line" in
+*experimental*) trim_flags=(-XX:+UnlockExperimentalVMOptions -XX:TrimNativeHeapInterval=1000) ;;
+?*) trim_flags=(-XX:TrimNativeHeapInterval=1000) ;;
+esac
+
+echo "== building the library (the first build takes a minute or two)"
 cargo build --release
-lib="$PWD/target/release/libjvmalloc.so"
 classes=target/demo-classes
 mkdir -p "$classes"
-javac -d "$classes" c-tests/jvm/NativeChurn.java
-threads=${DEMO_THREADS:-32}
-rounds=${DEMO_ROUNDS:-300}
-run() { # label, then env assignments
-    local label=$1
-    shift
-    local out
-    out=$(env "$@" java -Xmx256m -cp "$classes" NativeChurn "$threads" "$rounds")
-    echo "$out" | grep -q "NativeChurn: ok" || { echo "$out"; echo "demo: $label run failed" >&2; exit 1; }
-    # "VmRSS 123456 kB VmHWM 234567 kB"
-    echo "$out" | awk -v l="$label" '/^VmRSS/ {printf "%-10s RSS at end %8d MiB   peak RSS %8d MiB\n", l, $2/1024, $5/1024}'
+javac -d "$classes" scripts/demo/LeakyService.java
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/jvmalloc-demo.XXXXXX")
+live=() # pids of the JVMs this script started and has not stopped yet
+stop() { # pid
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+    local p keep=()
+    for p in "${live[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+    live=("${keep[@]}")
 }
-echo "NativeChurn, $threads threads x $rounds rounds, -Xmx256m"
-run glibc LD_PRELOAD=
-run jvmalloc LD_PRELOAD="$lib"
+cleanup() {
+    local p
+    for p in "${live[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'echo; echo "demo: interrupted" >&2; exit 130' INT TERM
+
+now_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }
+rss_mib() { awk '/^VmRSS:/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
+
+# Starts the workload under allocator $1; sets PID and LOG. Further arguments go to the
+# program (the gate file of part 2).
+start() { # allocator, log name, [program args]
+    local alloc=$1 log=$tmp/$2.log
+    shift 2
+    : >"$log"
+    local envs=(LD_PRELOAD=) flags=()
+    case "$alloc" in
+    glibc-trim) flags=("${trim_flags[@]}") ;;
+    libjemalloc2) envs=(LD_PRELOAD="$jemalloc") ;;
+    jvmalloc) envs=(LD_PRELOAD="$LIB" "${DEMO_ENV[@]}") ;;
+    esac
+    env "${envs[@]}" java "${flags[@]}" "$heap" -cp "$classes" LeakyService "$threads" "$rounds" "$leak" "$@" >"$log" 2>&1 &
+    PID=$!
+    LOG=$log
+    live+=("$PID")
+}
+
+# Waits until the program prints a line starting with $1; fails if it exits or takes
+# longer than 5 minutes.
+await() { # word
+    local deadline=$(($(now_ms) + 300000))
+    until grep -q "^$1" "$LOG"; do
+        if ! kill -0 "$PID" 2>/dev/null || [ "$(now_ms)" -gt "$deadline" ]; then
+            cat "$LOG" >&2
+            echo "demo: the Java program did not get to '$1' (log above)" >&2
+            exit 1
+        fi
+        poll
+        sleep 0.1
+    done
+}
+
+# Idle processes waiting for their measurement: label, run, pid, due time (ms), RSS at end.
+q_label=() q_run=() q_pid=() q_due=() q_end=()
+declare -A end_rss idle_rss # allocator -> "a b c" (MiB)
+# Measures every queued process whose idle time is up, and stops it.
+poll() {
+    local i
+    for i in "${!q_pid[@]}"; do
+        [ "$(now_ms)" -ge "${q_due[$i]}" ] || continue
+        local r
+        r=$(rss_mib "${q_pid[$i]}")
+        stop "${q_pid[$i]}"
+        printf '  %-13s run %d/%d: RSS after %2d s idle %5d MiB\n' "${q_label[$i]}" "${q_run[$i]}" "$runs" "$idle_s" "$r"
+        idle_rss[${q_label[$i]}]+="$r "
+        end_rss[${q_label[$i]}]+="${q_end[$i]} "
+        unset "q_label[$i]" "q_run[$i]" "q_pid[$i]" "q_due[$i]" "q_end[$i]"
+    done
+}
+
+allocs=(glibc)
+[ ${#trim_flags[@]} = 0 ] || allocs+=(glibc-trim)
+allocs+=(libjemalloc2 jvmalloc)
+DEMO_ENV=()
+
+echo
+echo "== part 1: resident memory after the work, under ${#allocs[@]} allocators"
+echo "$(nproc) CPUs, $(awk '/^MemTotal:/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), $(. /etc/os-release && echo "$PRETTY_NAME"), glibc $(ldd --version | awk 'NR == 1 {print $NF}'), $(java -version 2>&1 | head -1)"
+echo "LeakyService: $threads threads x $rounds rounds of zlib + direct buffers + short-lived threads, $leak Deflaters leaked on thread leaky-deflater, $heap"
+echo "$runs run(s) each, in turn; each JVM is measured after $idle_s s idle while the next one works (an idle JVM uses almost no CPU)"
+for ((run = 1; run <= runs; run++)); do
+    for a in "${allocs[@]}"; do
+        t0=$(now_ms)
+        start "$a" "$a-$run"
+        await work-done
+        e=$(rss_mib "$PID")
+        printf '  %-13s run %d/%d: work done in %4.1f s, RSS %5d MiB\n' "$a" "$run" "$runs" "$((($(now_ms) - t0) / 100))e-1" "$e"
+        q_label+=("$a") q_run+=("$run") q_pid+=("$PID") q_due+=($(($(now_ms) + idle_s * 1000))) q_end+=("$e")
+    done
+done
+while ((${#q_pid[@]})); do
+    poll
+    sleep 0.1
+done
+
+describe() {
+    case "$1" in
+    glibc) echo "glibc malloc" ;;
+    glibc-trim) echo "glibc + ${trim_flags[*]}" ;;
+    libjemalloc2) echo "Debian libjemalloc2" ;;
+    jvmalloc) echo "jvmalloc" ;;
+    esac
+}
+spread() { # "a b c" -> "median (min-max)", or the value for one run
+    local m
+    m=$(tr ' ' '\n' <<<"$1" | grep . | median)
+    if [ "$runs" = 1 ]; then
+        printf '%s' "$m"
+    else
+        printf '%s (%s)' "$m" "$(awk '{lo = $1; hi = $1; for (i = 2; i <= NF; i++) {if ($i < lo) lo = $i; if ($i > hi) hi = $i}; print lo "-" hi}' <<<"$1")"
+    fi
+}
+echo
+if [ "$runs" = 1 ]; then what="1 run"; else what="median of $runs runs (min-max)"; fi
+echo "RSS in MiB, $what:"
+printf '  %-42s %-18s %s\n' "" "at end of work" "after $idle_s s idle"
+for a in "${allocs[@]}"; do
+    printf '  %-42s %-18s %s\n' "$(describe "$a")" "$(spread "${end_rss[$a]}")" "$(spread "${idle_rss[$a]}")"
+done
+[ ${#trim_flags[@]} != 0 ] || echo "  (this JDK has no -XX:TrimNativeHeapInterval: glibc + trim left out)"
+
+echo
+echo "== part 2: a jvmalloc statistics dump that points at the leak"
+DEMO_ENV=(JVMALLOC_STATS_FORMAT=text JVMALLOC_STATS_FILE="$tmp/dump-%n.txt")
+start jvmalloc dump "$tmp/go"
+await warmed-up
+sleep 3
+kill -USR1 "$PID"
+echo "  after the warm-up and 3 s idle: kill -USR1 $PID -> dump #1"
+waitfile() {
+    local n=0
+    until [ -s "$1" ]; do
+        ((++n < 100)) || { echo "demo: no dump in $1 after 10 s" >&2; exit 1; }
+        sleep 0.1
+    done
+}
+waitfile "$tmp/dump-1.txt"
+touch "$tmp/go"
+await work-done
+sleep 3
+kill -USR1 "$PID"
+echo "  after the rest of the work, while the leak grew, and 3 s idle: kill -USR1 $PID -> dump #2; its first lines:"
+waitfile "$tmp/dump-2.txt"
+stop "$PID"
+echo
+d=$tmp/dump-2.txt
+# header, headline, RSS split (up to the jvm: line)
+sed -n '1,/^jvm:/p' "$d" | grep -v '^jvm:'
+echo "..."
+# the thread table's header, column names and first three rows, and the leaking thread's row
+awk '/^threads:/ {p = 1} p && n++ < 5' "$d"
+row=$(grep -m1 ' leaky-deflater ' "$d" || true)
+if [ -n "$row" ] && ! awk '/^threads:/ {p = 1} p && n++ < 5' "$d" | grep -q ' leaky-deflater '; then
+    echo "     ..."
+    echo "$row"
+fi
+echo "..."
+echo
+headline=$(sed -n 2p "$d")
+grew=$(sed -E -n 's/^grew most since dump #[0-9]+ \([^)]*\): ([a-zA-Z ]+) \+.*/\1/p' <<<"$headline")
+if [ "$grew" = "native malloc" ] && [ -n "$row" ]; then
+    mib=$(awk '{print $NF}' <<<"$row")
+    echo "What grew between the dumps is native malloc, and the leaky-deflater thread holds $mib MiB of it: the leak, by name."
+else
+    echo "Between the dumps '${grew:-?}' grew most (headline above); the leaky-deflater row: ${row:-not in the table}."
+fi
+echo "(demo took $((SECONDS - began)) s)"
