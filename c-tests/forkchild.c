@@ -11,33 +11,6 @@
 #include <sys/wait.h>
 #include <time.h>
 
-static int threads_named(const char *want) {
-    int n = 0;
-    DIR *d = opendir("/proc/self/task");
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        char path[300], name[32] = "";
-        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f) continue;
-        if (fgets(name, sizeof name, f)) name[strcspn(name, "\n")] = 0;
-        fclose(f);
-        n += !want || !strcmp(name, want);
-    }
-    if (d) closedir(d);
-    return n;
-}
-
-/* Waits up to 5 s for a thread called `name`. */
-static int wait_for_thread(const char *name) {
-    for (int i = 0; i < 500; i++) {
-        if (threads_named(name)) return 1;
-        usleep(10000);
-    }
-    return 0;
-}
-
 static int dumps_of(const char *dir, pid_t pid) {
     char prefix[64];
     snprintf(prefix, sizeof prefix, "child-%d-", (int)pid);

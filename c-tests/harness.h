@@ -6,6 +6,7 @@
 #ifndef JVMALLOC_HARNESS_H
 #define JVMALLOC_HARNESS_H
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <dlfcn.h>
 #include <pthread.h>
 #include <errno.h>
@@ -29,6 +30,45 @@ static int failures;
 
 /* SIGALRM's default action ends the process: a hang becomes "killed by signal 14". */
 static inline void watchdog(unsigned seconds) { alarm(seconds); }
+
+/* Calls f(name, arg) with the name of each of the process's threads
+ * (/proc/self/task/<tid>/comm, without the newline). */
+static inline void each_thread_name(void (*f)(const char *, void *), void *arg) {
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char path[300], name[32] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f2 = fopen(path, "r");
+        if (!f2) continue;
+        if (fgets(name, sizeof name, f2)) name[strcspn(name, "\n")] = 0;
+        fclose(f2);
+        f(name, arg);
+    }
+    if (d) closedir(d);
+}
+
+struct harness_count { const char *want; int n; };
+static void harness_count_one(const char *name, void *arg) {
+    struct harness_count *c = arg;
+    c->n += !c->want || !strcmp(name, c->want);
+}
+/* Threads named `want` (every thread when NULL). */
+static inline int threads_named(const char *want) {
+    struct harness_count c = {want, 0};
+    each_thread_name(harness_count_one, &c);
+    return c.n;
+}
+
+/* Waits up to 5 s for a thread called `name`. */
+static inline int wait_for_thread(const char *name) {
+    for (int i = 0; i < 500; i++) {
+        if (threads_named(name)) return 1;
+        usleep(10000);
+    }
+    return 0;
+}
 
 /* Starts and joins one thread. jvmalloc starts its own thread with the program's first
  * thread; a test program that is otherwise single-threaded calls this to get it. */

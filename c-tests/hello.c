@@ -3,28 +3,18 @@
  * (so the process gets its jvmalloc thread), sleeps MS milliseconds, and prints the names
  * of its threads. */
 #include "harness.h"
-#include <dirent.h>
 #include <sys/types.h>
 
-static void print_thread_names(void) {
-    DIR *d = opendir("/proc/self/task");
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        char path[64], name[32] = "";
-        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (f && fgets(name, sizeof name, f)) printf("thread %s", name);
-        if (f) fclose(f);
-    }
-    if (d) closedir(d);
+static void print_name(const char *name, void *arg) {
+    (void)arg;
+    printf("thread %s\n", name);
 }
 
 int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "threaded") == 0) {
         start_one_thread();
         usleep(atol(argv[2]) * 1000);
-        print_thread_names();
+        each_thread_name(print_name, NULL);
     }
     char *p = malloc(1000);
     strcpy(p, "hello");

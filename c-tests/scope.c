@@ -14,24 +14,6 @@
 #include <signal.h>
 #include <time.h>
 
-static int threads_named(const char *want) {
-    int n = 0;
-    DIR *d = opendir("/proc/self/task");
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        char path[300], name[32] = "";
-        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f) continue;
-        if (fgets(name, sizeof name, f)) name[strcspn(name, "\n")] = 0;
-        fclose(f);
-        n += !want || !strcmp(name, want);
-    }
-    if (d) closedir(d);
-    return n;
-}
-
 static int sigcgt_usr1(void) {
     FILE *f = fopen("/proc/self/status", "r");
     char line[256];
