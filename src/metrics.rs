@@ -111,10 +111,14 @@ pub fn render(s: &Snapshot) -> String {
         "gauge",
         "The process's RSS split: malloc_live (bytes in live allocations), allocator_overhead (RAM the allocator holds beyond them), not_malloc (the rest of RSS: Java heap, metaspace, code, thread stacks, mapped files).",
     );
+    // The dump's split ([`crate::jvm::parts`]), with the JVM's parts summed as not_malloc:
+    // the three always add up to RSS.
+    let part = |key: &str| s.parts.iter().find(|p| p.key == key).map_or(0, |p| p.bytes);
+    let (live, overhead) = (part("malloc_live"), part("allocator_overhead"));
     let split = [
-        ("malloc_live", t.allocated as i64),
-        ("allocator_overhead", s.overhead().max(0)),
-        ("not_malloc", s.rss_not_malloc().max(0)),
+        ("malloc_live", live),
+        ("allocator_overhead", overhead),
+        ("not_malloc", s.rss.saturating_sub(live + overhead)),
     ];
     for (part, v) in split {
         o.sample("jvmalloc_rss_split_bytes", &[("part", part)], v);
