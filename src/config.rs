@@ -297,6 +297,14 @@ fn read_raw_conf() -> &'static [u8] {
     };
     let why = if raw.is_empty() {
         "is empty"
+    } else if raw
+        .split(|&b| b == b',')
+        .any(|pair| pair.starts_with(b"background_thread:"))
+    {
+        // jemalloc's background threads are started past the interposed pthread_create:
+        // only JVMALLOC_BACKGROUND_THREAD (which stops them as the program ends) may start
+        // them, or a program whose main thread calls pthread_exit would never end.
+        "sets background_thread (use JVMALLOC_BACKGROUND_THREAD=1)"
     } else if raw.len() > RAW_CONF_MAX {
         "is longer than 768 bytes"
     } else if !raw.split(|&b| b == b',').all(pair_ok) {

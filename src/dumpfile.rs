@@ -6,8 +6,15 @@
 //!   reader never sees half a dump, and a symbolic link planted at either name cannot
 //!   redirect the write: `O_EXCL|O_NOFOLLOW` refuses to open through one, and `rename`
 //!   replaces a link at the final name rather than writing where it points.
-//! - Something that is not a regular file (a FIFO, a terminal, `/dev/stdout`), and any
-//!   name under `/dev/` or `/proc/`, is opened and written to, never replaced.
+//! - Something that is not a regular file (a FIFO, a terminal) is opened and written to,
+//!   never replaced, but only when it belongs to the process's effective user or root (as
+//!   the opened descriptor says, so swapping the name in between changes nothing): another
+//!   user's FIFO planted in a shared directory gets nothing. The write is non-blocking with
+//!   a deadline of [`IN_PLACE_DEADLINE`]: a reader that stops reading cannot stall the
+//!   `jvmalloc` thread, or `exit()` with an at-exit dump.
+//! - The process's own streams, `/dev/stdout`, `/dev/stderr`, `/dev/fd/N` and
+//!   `/proc/self/fd/N`, are written in place, following their links (whoever owns what
+//!   they point to: the process was started with them).
 //! - A symbolic link at the name that belongs to another user (not the process's
 //!   effective user, not root) is not followed at all: the dump goes to stderr instead.
 //!
@@ -16,64 +23,110 @@
 use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How long a write into a FIFO or terminal may take.
+pub const IN_PLACE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The process's own streams, written in place whoever owns their targets.
+fn own_stream(name: &[u8]) -> bool {
+    let digits = |rest: &[u8]| !rest.is_empty() && rest.iter().all(u8::is_ascii_digit);
+    matches!(name, b"/dev/stdout" | b"/dev/stderr")
+        || name.strip_prefix(b"/dev/fd/").is_some_and(digits)
+        || name.strip_prefix(b"/proc/self/fd/").is_some_and(digits)
+}
+
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
+}
 
 /// Writes `bytes` to `name` as the module documentation describes; a file it creates gets
 /// `mode` (0600 for dumps; the metrics file is 0644 so that node_exporter, often another
 /// user, can read it).
 pub fn write(name: &[u8], bytes: &[u8], mode: u32) -> io::Result<()> {
     let path = Path::new(OsStr::from_bytes(name));
-    if name.starts_with(b"/dev/") || name.starts_with(b"/proc/") {
-        return write_in_place(path, bytes);
+    if own_stream(name) {
+        return write_in_place(path, bytes, true);
     }
     match fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => {
-            // SAFETY: geteuid has no preconditions.
-            let me = unsafe { libc::geteuid() };
-            if m.uid() != me && m.uid() != 0 {
+            if m.uid() != euid() && m.uid() != 0 {
                 return Err(io::Error::other(
                     "it is a symbolic link owned by another user; not following it",
                 ));
             }
             match fs::metadata(path) {
-                Ok(t) if !t.file_type().is_file() => write_in_place(path, bytes),
+                Ok(t) if !t.file_type().is_file() => write_in_place(path, bytes, true),
                 _ => replace(path, bytes, mode),
             }
         }
-        Ok(m) if !m.file_type().is_file() => write_in_place(path, bytes),
+        Ok(m) if !m.file_type().is_file() => write_in_place(path, bytes, false),
         _ => replace(path, bytes, mode),
     }
 }
 
-/// Opens an existing non-regular file and writes to it. A FIFO with no reader fails at
-/// once (`ENXIO`) instead of blocking the `jvmalloc` thread.
-fn write_in_place(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut f = OpenOptions::new()
+/// Opens an existing FIFO, terminal or socket and writes to it, within
+/// [`IN_PLACE_DEADLINE`]. `follow`: the name may be a symbolic link (one of the process's
+/// own streams, or a link of our user's or root's). What was opened must not be a regular
+/// file, and, unless it is one of the process's own streams, must belong to our user or
+/// root.
+fn write_in_place(path: &Path, bytes: &[u8], follow: bool) -> io::Result<()> {
+    let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
+    let f = OpenOptions::new()
         .write(true)
-        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC | nofollow)
         .open(path)?;
-    let t = f.metadata()?.file_type();
-    if t.is_fifo() || t.is_socket() || t.is_char_device() {
-        set_blocking(&f)?;
+    let m = f.metadata()?;
+    if m.file_type().is_file() || m.file_type().is_dir() {
+        return Err(io::Error::other("it is not a FIFO, terminal or socket"));
     }
-    f.write_all(bytes)
+    let own = own_stream(path.as_os_str().as_bytes());
+    if !own && m.uid() != euid() && m.uid() != 0 {
+        return Err(io::Error::other(
+            "it belongs to another user; not writing into it",
+        ));
+    }
+    write_with_deadline(&f, bytes, IN_PLACE_DEADLINE)
 }
 
-fn set_blocking(f: &fs::File) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let fd = f.as_raw_fd();
-    // SAFETY: fcntl on a descriptor we own; F_GETFL/F_SETFL take and return plain ints.
-    let ok = unsafe {
-        let fl = libc::fcntl(fd, libc::F_GETFL);
-        fl >= 0 && libc::fcntl(fd, libc::F_SETFL, fl & !libc::O_NONBLOCK) == 0
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
+/// Writes all of `bytes` to a non-blocking descriptor, waiting for it to take more with
+/// `poll`, until `limit` has passed.
+pub fn write_with_deadline(f: &impl AsRawFd, mut bytes: &[u8], limit: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + limit;
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is a valid readable buffer; the descriptor is the caller's.
+        let n = unsafe { libc::write(f.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
+        if n > 0 {
+            bytes = &bytes[n as usize..];
+            continue;
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EAGAIN) => {}
+            _ => return Err(e),
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the reader does not read",
+            ));
+        }
+        let mut p = libc::pollfd {
+            fd: f.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the caller's descriptor.
+        unsafe { libc::poll(&mut p, 1, left.as_millis().clamp(1, 1000) as i32) };
     }
+    Ok(())
 }
 
 /// 16 hex digits from the kernel's random source.
@@ -128,6 +181,7 @@ fn replace(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::FromRawFd;
 
     fn dir(name: &str) -> std::path::PathBuf {
         let d =
@@ -171,6 +225,33 @@ mod tests {
         name.extend_from_slice(b"/d\xff.json");
         write(&name, b"x", 0o600).unwrap();
         assert_eq!(fs::read(OsStr::from_bytes(&name)).unwrap(), b"x");
+    }
+
+    #[test]
+    fn own_streams() {
+        assert!(own_stream(b"/dev/stdout"));
+        assert!(own_stream(b"/proc/self/fd/7"));
+        assert!(!own_stream(b"/dev/shm/x"));
+        assert!(!own_stream(b"/proc/self/fd/"));
+        assert!(!own_stream(b"/dev/fd/1/../x"));
+    }
+
+    #[test]
+    fn a_reader_that_does_not_read_cannot_stall_the_writer() {
+        let mut fds = [0; 2];
+        // SAFETY: fds has room for two descriptors.
+        assert_eq!(
+            unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) },
+            0
+        );
+        // SAFETY: the write end we just made, owned here.
+        let w = unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[1]) };
+        let t = Instant::now();
+        let r = write_with_deadline(&w, &vec![0u8; 1 << 20], Duration::from_millis(200));
+        assert_eq!(r.unwrap_err().kind(), io::ErrorKind::TimedOut);
+        assert!(t.elapsed() < Duration::from_secs(5));
+        // SAFETY: closing the read end we made.
+        unsafe { libc::close(fds[0]) };
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::exporter::Exporter;
 use crate::futex::{Event, Lock};
 use crate::guard::Guard;
 use crate::purge::Purger;
-use crate::{init, metrics, names, report, request, stats};
+use crate::{init, jemalloc, metrics, names, report, request, stats};
 use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_void};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
@@ -50,6 +50,8 @@ const STARTING: u8 = 1;
 const RUNNING: u8 = 2;
 /// It could not be started; not tried again.
 const FAILED: u8 = 3;
+/// Told to stop; it will end at its next wake-up (joined, or left to end by itself).
+const STOPPING: u8 = 4;
 static STATE: AtomicU8 = AtomicU8::new(IDLE);
 /// The thread's `pthread_t` while RUNNING (joinable).
 static HANDLE: AtomicUsize = AtomicUsize::new(0);
@@ -210,7 +212,18 @@ pub fn spawning_here() -> bool {
 /// for it (at most 10 s, if it is in the middle of writing a dump), so that the process
 /// ends when that thread does, as without the library.
 pub fn stop_for_last_thread() {
-    if STATE.load(Acquire) != RUNNING {
+    // jemalloc's own background threads (JVMALLOC_BACKGROUND_THREAD=1) are started past
+    // the interposed pthread_create, so nothing counted them either: stopping them (which
+    // joins them) keeps them from holding the process up.
+    if jemalloc::read::<bool>(c"background_thread").unwrap_or(false) {
+        jemalloc::write(c"background_thread", false);
+    }
+    // One stopper: the count can reach zero twice if uncounted threads (started before
+    // the library loaded, or by the C library itself) create threads meanwhile.
+    if STATE
+        .compare_exchange(RUNNING, STOPPING, AcqRel, Acquire)
+        .is_err()
+    {
         return;
     }
     STOP.store(true, Release);
@@ -219,8 +232,8 @@ pub fn stop_for_last_thread() {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: `ts` is a valid out-pointer; the handle is our joinable thread, joined once
-    // (only the last program thread gets here, and STATE leaves RUNNING below).
+    // SAFETY: `ts` is a valid out-pointer; the handle is our joinable thread, joined once:
+    // only the thread that moved STATE from RUNNING to STOPPING gets here.
     let joined = unsafe {
         libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts);
         ts.tv_sec += 10;
@@ -403,6 +416,7 @@ pub fn after_fork_child() {
     WAKE.take();
     STOP.store(false, Relaxed);
     HANDLE.store(0, Relaxed);
+    SPAWNER.store(0, Relaxed);
     if STATE.load(Relaxed) != FAILED {
         STATE.store(IDLE, Relaxed);
     }

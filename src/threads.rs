@@ -247,7 +247,14 @@ unsafe extern "C" fn on_thread_exit(v: *mut c_void) {
             }
         }
     }
-    if v & COUNTED != 0 && PROGRAM_THREADS.fetch_sub(1, AcqRel) == 1 {
+    if v & COUNTED != 0 {
+        program_thread_gone();
+    }
+}
+
+/// One program thread fewer; the last one stops the `jvmalloc` thread.
+fn program_thread_gone() {
+    if PROGRAM_THREADS.fetch_sub(1, AcqRel) == 1 {
         crate::reporter::stop_for_last_thread();
     }
 }
@@ -346,7 +353,9 @@ pub unsafe extern "C" fn pthread_create(
     // SAFETY: the caller's thread/attr pointers, our start routine and its block.
     let r = unsafe { real(thread, attr, trampoline, block.cast()) };
     if r != 0 {
-        PROGRAM_THREADS.fetch_sub(usize::from(counted), AcqRel);
+        if counted {
+            program_thread_gone();
+        }
         // SAFETY: the thread was not created, so nothing else owns the block.
         unsafe { je::free(block.cast()) };
     }

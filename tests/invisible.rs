@@ -204,8 +204,15 @@ fn ok_or_panic(errors: Vec<String>) {
 // 1. The last thread ends the process (C).
 
 fn lastthread(mode: &[&str], glibc: bool) -> Output {
+    lastthread_with(mode, glibc, &[])
+}
+
+fn lastthread_with(mode: &[&str], glibc: bool, env: &[(&str, &str)]) -> Output {
     let p = compile("lastthread", &[]);
     let mut r = run(&p).args(mode).timeout(20);
+    for (k, v) in env {
+        r = r.env(k, v);
+    }
     if glibc {
         r = r.glibc();
     } else if mode == ["heavy"] {
@@ -223,6 +230,13 @@ fn lastthread(mode: &[&str], glibc: bool) -> Output {
 #[test]
 fn last_thread_ends_the_process() {
     lastthread(&[], false);
+}
+
+/// jemalloc's own background threads are started past the interposed pthread_create;
+/// they are stopped with the jvmalloc thread, so they do not hold the process up either.
+#[test]
+fn last_thread_ends_the_process_with_jemalloc_background_threads() {
+    lastthread_with(&[], false, &[("JVMALLOC_BACKGROUND_THREAD", "1")]);
 }
 
 #[test]
