@@ -37,6 +37,8 @@ int main(int argc, char **argv) {
     int threaded = strcmp(mode, "single") != 0;
     pthread_t t;
     if (threaded) CHECK(pthread_create(&t, NULL, idle, NULL) == 0, "pthread_create");
+    /* Under jvmalloc in scope, its thread has named itself before we say ready. */
+    if (threaded && expect_jvmalloc() && getenv("JVMALLOC_PROCESSES")) wait_for_thread("jvmalloc");
     printf("ready %d\n", (int)getpid());
     fflush(stdout);
     char line[16];

@@ -23,11 +23,11 @@
 use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
+
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a write into a FIFO or terminal may take.
 pub const IN_PLACE_DEADLINE: Duration = Duration::from_secs(5);
@@ -91,42 +91,7 @@ fn write_in_place(path: &Path, bytes: &[u8], follow: bool) -> io::Result<()> {
             "it belongs to another user; not writing into it",
         ));
     }
-    write_with_deadline(&f, bytes, IN_PLACE_DEADLINE)
-}
-
-/// Writes all of `bytes` to a non-blocking descriptor, waiting for it to take more with
-/// `poll`, until `limit` has passed.
-pub fn write_with_deadline(f: &impl AsRawFd, mut bytes: &[u8], limit: Duration) -> io::Result<()> {
-    let deadline = Instant::now() + limit;
-    while !bytes.is_empty() {
-        // SAFETY: `bytes` is a valid readable buffer; the descriptor is the caller's.
-        let n = unsafe { libc::write(f.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
-        if n > 0 {
-            bytes = &bytes[n as usize..];
-            continue;
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::EAGAIN) => {}
-            _ => return Err(e),
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the reader does not read",
-            ));
-        }
-        let mut p = libc::pollfd {
-            fd: f.as_raw_fd(),
-            events: libc::POLLOUT,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd for the caller's descriptor.
-        unsafe { libc::poll(&mut p, 1, left.as_millis().clamp(1, 1000) as i32) };
-    }
-    Ok(())
+    crate::request::write_with_deadline(&f, bytes, IN_PLACE_DEADLINE)
 }
 
 /// 16 hex digits from the kernel's random source.
@@ -238,16 +203,19 @@ mod tests {
 
     #[test]
     fn a_reader_that_does_not_read_cannot_stall_the_writer() {
+        use std::time::Instant;
         let mut fds = [0; 2];
         // SAFETY: fds has room for two descriptors.
-        assert_eq!(
-            unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) },
-            0
-        );
+        let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) };
+        assert_eq!(r, 0);
         // SAFETY: the write end we just made, owned here.
         let w = unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[1]) };
         let t = Instant::now();
-        let r = write_with_deadline(&w, &vec![0u8; 1 << 20], Duration::from_millis(200));
+        let r = crate::request::write_with_deadline(
+            &w,
+            &vec![0u8; 1 << 20],
+            Duration::from_millis(200),
+        );
         assert_eq!(r.unwrap_err().kind(), io::ErrorKind::TimedOut);
         assert!(t.elapsed() < Duration::from_secs(5));
         // SAFETY: closing the read end we made.

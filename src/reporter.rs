@@ -257,7 +257,7 @@ fn run() {
     let metrics_every = cfg.stats.metrics_interval_s * 1_000_000_000;
     let mut purger = Purger::new(cfg);
     let mut guard = Guard::default();
-    let exporter = Exporter::new(cfg);
+    let mut exporter = Exporter::new(cfg);
     let now = monotonic_ns();
     let mut next_dump = (dump_every > 0).then(|| now + dump_every);
     let mut next_purge = (purge_every > 0).then(|| now + purge_every);
@@ -280,7 +280,8 @@ fn run() {
         if STOP.load(Acquire) {
             return;
         }
-        request::serve_pending(&mut answer);
+        let unanswered = request::serve_pending(&mut answer);
+        REQUESTS.fetch_add(unanswered, AcqRel);
         exporter.serve(&mut || metrics::render(&snapshot(false)));
         let mut dump = REQUESTS.swap(0, AcqRel) > 0;
         let now = monotonic_ns();
@@ -394,8 +395,8 @@ fn write_dump(cfg: &Config, seq: u64, unix: u64, bytes: &[u8]) -> bool {
 /// At exit: a request no thread has served yet, and the at-exit dump if configured (one
 /// dump for both).
 extern "C" fn at_exit() {
-    request::serve_pending(&mut answer);
-    let pending = REQUESTS.swap(0, AcqRel) > 0;
+    let unanswered = request::serve_pending(&mut answer);
+    let pending = REQUESTS.swap(0, AcqRel) + unanswered > 0;
     if pending || init::config().stats.at_exit {
         dump_now();
     }
@@ -413,6 +414,7 @@ pub fn after_fork_child() {
     core::mem::forget(unsafe { (*PREVIOUS.0.get()).take() });
     REQUESTS.store(0, Relaxed);
     request::clear();
+    crate::exporter::after_fork_child();
     WAKE.take();
     STOP.store(false, Relaxed);
     HANDLE.store(0, Relaxed);

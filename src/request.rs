@@ -18,7 +18,7 @@
 //! Nothing is created in the target unless asked, and nothing is left behind.
 
 use core::sync::atomic::{AtomicU64, Ordering::*};
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
@@ -29,8 +29,8 @@ pub const PROTOCOL: &str = "jvmalloc/1";
 static PENDING: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
 
 /// Stores a request's token; called from the signal handler (async-signal-safe: atomics
-/// only). Returns false when every slot is taken (the request is dropped; the command times
-/// out and says so).
+/// only). Returns false when every slot is taken (the handler then counts a plain dump
+/// request; the command times out and says so).
 pub fn post(token: u64) -> bool {
     PENDING
         .iter()
@@ -43,16 +43,36 @@ pub fn clear() {
 }
 
 /// Answers every pending request with `answer(what) -> Ok(payload) | Err(reason)`.
-pub fn serve_pending(answer: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>) {
+/// Returns how many had no listener: a signal sent with a value by someone other than the
+/// command (a program's own `sigqueue`), or by a command that gave up; the caller treats
+/// them as plain dump requests.
+pub fn serve_pending(answer: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>) -> u32 {
+    let mut unanswered = 0;
     for s in &PENDING {
         let token = s.swap(0, AcqRel);
-        if token != 0 {
-            if let Err(e) = serve(token, answer) {
-                crate::diag::say!("request channel: {e}");
+        if token == 0 {
+            continue;
+        }
+        match serve(token, answer) {
+            Ok(()) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ECONNREFUSED | libc::ENOENT | libc::EAGAIN)
+                ) =>
+            {
+                unanswered += 1
             }
+            Err(e) => crate::diag::say!("request channel: {e}"),
         }
     }
+    unanswered
 }
+
+/// How long the command may take to send its request line.
+const READ_DEADLINE: Duration = Duration::from_secs(5);
+/// How long the command may take to read the answer.
+const WRITE_DEADLINE: Duration = Duration::from_secs(30);
 
 /// The abstract socket name for `token` (without the leading NUL).
 pub fn socket_name(token: u64) -> String {
@@ -61,8 +81,16 @@ pub fn socket_name(token: u64) -> String {
 
 fn connect(token: u64) -> io::Result<OwnedFd> {
     let name = socket_name(token);
+    // Non-blocking: a full backlog fails at once (EAGAIN) instead of blocking the thread,
+    // and reads and writes below wait with deadlines.
     // SAFETY: plain socket(2); the result is checked and owned below.
-    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        )
+    };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -120,34 +148,107 @@ fn serve(token: u64, answer: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>) ->
             "a listener of user {uid} asked for this process's statistics; refused"
         )));
     }
-    let mut sock = std::os::unix::net::UnixStream::from(fd);
-    sock.set_read_timeout(Some(Duration::from_secs(5)))?;
-    sock.set_write_timeout(Some(Duration::from_secs(30)))?;
-    let mut line = Vec::with_capacity(64);
-    let mut byte = [0u8; 1];
-    while line.len() < 256 {
-        if sock.read(&mut byte)? == 0 || byte[0] == b'\n' {
-            break;
-        }
-        line.push(byte[0]);
-    }
+    let line = read_line(&fd, READ_DEADLINE)?;
     let line = String::from_utf8_lossy(&line);
     let reply = match line.strip_prefix(PROTOCOL).map(str::trim) {
         Some(what) => answer(what),
         None => Err(format!("unknown protocol (this library speaks {PROTOCOL})")),
     };
+    let mut out = Vec::new();
     match reply {
         Ok(payload) => {
-            sock.write_all(b"ok\n")?;
-            sock.write_all(&payload)
+            out.extend_from_slice(b"ok\n");
+            out.extend_from_slice(&payload);
         }
-        Err(reason) => sock.write_all(format!("error {reason}\n").as_bytes()),
+        Err(reason) => out.extend_from_slice(format!("error {reason}\n").as_bytes()),
+    }
+    write_with_deadline(&fd, &out, WRITE_DEADLINE)?;
+    // The answer ends here, even if a child of fork still holds a copy of the socket.
+    // SAFETY: shutdown of our own connected socket.
+    unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_WR) };
+    Ok(())
+}
+
+/// Writes all of `bytes` to a non-blocking descriptor, waiting for it to take more with
+/// `poll`, until `limit` has passed.
+pub fn write_with_deadline(f: &impl AsRawFd, mut bytes: &[u8], limit: Duration) -> io::Result<()> {
+    let deadline = std::time::Instant::now() + limit;
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is a valid readable buffer; the descriptor is the caller's.
+        let n = unsafe { libc::write(f.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
+        if n > 0 {
+            bytes = &bytes[n as usize..];
+            continue;
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EAGAIN) => {}
+            _ => return Err(e),
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the reader does not read",
+            ));
+        }
+        let mut p = libc::pollfd {
+            fd: f.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the caller's descriptor.
+        unsafe { libc::poll(&mut p, 1, left.as_millis().clamp(1, 1000) as i32) };
+    }
+    Ok(())
+}
+
+/// Reads one line (at most 256 bytes, without the newline) within `limit` in all.
+fn read_line(fd: &OwnedFd, limit: Duration) -> io::Result<Vec<u8>> {
+    let deadline = std::time::Instant::now() + limit;
+    let mut line = Vec::with_capacity(64);
+    let mut buf = [0u8; 256];
+    loop {
+        // SAFETY: reading into a local buffer from our own socket.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n == 0 {
+            return Ok(line);
+        }
+        if n > 0 {
+            let got = &buf[..n as usize];
+            if let Some(i) = got.iter().position(|&b| b == b'\n') {
+                line.extend_from_slice(&got[..i]);
+                return Ok(line);
+            }
+            line.extend_from_slice(got);
+            if line.len() >= 256 {
+                return Ok(line);
+            }
+            continue;
+        }
+        let e = io::Error::last_os_error();
+        if !matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) {
+            return Err(e);
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "no request line"));
+        }
+        let mut p = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for our own socket.
+        unsafe { libc::poll(&mut p, 1, left.as_millis().clamp(1, 1000) as i32) };
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
 
     #[test]
     fn tokens_are_kept_until_served() {

@@ -222,7 +222,16 @@ impl Target {
             exe: self.exe_name(),
         };
         self.check_caught(sig, &scope)?;
-        let threads = self.threads(sig)?;
+        let mut threads = self.threads(sig)?;
+        // A process that has just started its first thread may not have named the
+        // jvmalloc thread yet (it names itself as it starts): look again for a second.
+        for _ in 0..20 {
+            if threads.jvmalloc || threads.count == 1 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            threads = self.threads(sig)?;
+        }
         if !threads.jvmalloc {
             return Err(if threads.count == 1 && scope.active() != Some(false) {
                 format!(
