@@ -17,7 +17,8 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 const SIZE: usize = 64 << 10;
 /// Alignment of every block, and the room its size header takes.
 const MIN_ALIGN: usize = 16;
-/// Largest alignment served (a page): larger requests fail with `EINVAL`.
+/// Largest alignment served (a page): larger requests fail with `ENOMEM`, as glibc's do when
+/// it cannot serve them.
 pub const MAX_ALIGN: usize = 4096;
 
 #[repr(C, align(4096))]
@@ -49,7 +50,7 @@ pub fn alloc(size: usize, align: usize) -> *mut c_void {
         core::ptr::null_mut()
     };
     if align > MAX_ALIGN {
-        return fail(libc::EINVAL);
+        return fail(libc::ENOMEM);
     }
     let mut used = USED.load(Relaxed);
     loop {

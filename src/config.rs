@@ -493,7 +493,7 @@ fn read_processes() -> &'static [u8] {
 pub fn load() -> Config {
     let secure = env::secure();
     let processes = read_processes();
-    let mut exe = [0u8; 256];
+    let mut exe = [0u8; 4096];
     let active = !secure && scope::matches(processes, scope::executable_name(&mut exe));
     if active {
         check_unknown();

@@ -256,16 +256,35 @@ fn heap_range(vmas: &[Vma], size: u64, committed: u64) -> Option<(u64, u64, u64)
             .map(|v| v.end)
             .filter(|&e| e >= lo.saturating_add(size))
             .map(|e| e - size);
+        // Prefix sums of committed bytes and resident bytes, so that each candidate costs
+        // two binary searches (a JVM with thousands of threads has tens of thousands of
+        // mappings).
+        let committed_of = |v: &Vma| if &v.perms[..2] == b"rw" { v.size() } else { 0 };
+        let mut prefix = vec![(0u64, 0u64); run.len() + 1];
+        for (k, v) in run.iter().enumerate() {
+            prefix[k + 1] = (prefix[k].0 + committed_of(v), prefix[k].1 + v.rss);
+        }
+        let on = |x: u64| {
+            run.binary_search_by_key(&x, |v| v.start).is_ok()
+                || run.binary_search_by_key(&x, |v| v.end).is_ok()
+        };
         for a in starts.chain(ends) {
             let b = a + size;
-            let on = |x: u64| run.iter().any(|v| v.start == x || v.end == x);
-            let (mut rw, mut rss) = (0u64, 0u64);
-            for v in run.iter().filter(|v| v.end > a && v.start < b) {
+            let i0 = run.partition_point(|v| v.end <= a);
+            let i1 = run.partition_point(|v| v.start < b);
+            if i0 >= i1 {
+                continue;
+            }
+            let mut rw = prefix[i1].0 - prefix[i0].0;
+            let mut rss = prefix[i1].1 - prefix[i0].1;
+            // The first and last mappings may be cut by the range: count their share.
+            let ends = if i1 - 1 == i0 { vec![i0] } else { vec![i0, i1 - 1] };
+            for k in ends {
+                let v = &run[k];
                 let overlap = v.end.min(b) - v.start.max(a);
-                if &v.perms[..2] == b"rw" {
-                    rw += overlap;
-                }
-                rss += (v.rss as u128 * overlap as u128 / v.size().max(1) as u128) as u64;
+                let share = (v.rss as u128 * overlap as u128 / v.size().max(1) as u128) as u64;
+                rw -= committed_of(v) - committed_of(v).min(overlap);
+                rss -= v.rss - share;
             }
             let key = (
                 u8::from(on(a)) + u8::from(on(b)),
@@ -384,7 +403,13 @@ pub fn read() -> Jvm {
     if !vmas.iter().any(|v| v.name.ends_with("/libjvm.so")) {
         return Jvm::NotHotSpot;
     }
-    let Some(file) = vmas.iter().find(|v| v.name.contains("/hsperfdata_")) else {
+    // Our own file: /tmp/hsperfdata_<user>/<our pid> (the pid as this process sees it).
+    let me = format!("/{}", std::process::id());
+    let ours = |v: &&Vma| {
+        let name = v.name.trim_end_matches(" (deleted)");
+        name.ends_with(&me) && name.rsplit('/').nth(1).is_some_and(|d| d.starts_with("hsperfdata_"))
+    };
+    let Some(file) = vmas.iter().find(ours) else {
         return Jvm::Unavailable(
             "the JVM's performance counters are not mapped (-XX:-UsePerfData or \
              -XX:+PerfDisableSharedMem): RSS not owned by malloc is not split further"
@@ -392,11 +417,13 @@ pub fn read() -> Jvm {
         );
     };
     let path = file.name.trim_end_matches(" (deleted)").to_string();
-    match std::fs::read(&path)
-        .ok()
-        .as_deref()
-        .and_then(parse_perfdata)
-    {
+    // At most the mapping's size (HotSpot maps the whole file; 32 KiB by default).
+    let bytes = std::fs::File::open(&path).and_then(|f| {
+        use std::io::Read;
+        let mut b = Vec::new();
+        f.take(file.size().min(16 << 20)).read_to_end(&mut b).map(|_| b)
+    });
+    match bytes.ok().as_deref().and_then(parse_perfdata) {
         Some(c) => Jvm::Split(split(&c, &vmas, &stack_pointers(), &path)),
         None => Jvm::Unavailable(format!(
             "cannot read the JVM's performance counters in {path}: RSS not owned by malloc is \

@@ -59,8 +59,8 @@ static HANDLE: AtomicUsize = AtomicUsize::new(0);
 static SPAWNER: AtomicU32 = AtomicU32::new(0);
 
 struct OldAction(UnsafeCell<libc::sigaction>);
-// SAFETY: written once, by the sigaction call that installs our handler (the kernel stores
-// the old action there); read-only afterwards.
+// SAFETY: written once, in `install_handler`, before our handler is installed; read-only
+// afterwards.
 unsafe impl Sync for OldAction {}
 // SAFETY: sigaction is plain old data; all-zero is SIG_DFL with no flags.
 static OLD_ACTION: OldAction = OldAction(UnsafeCell::new(unsafe { core::mem::zeroed() }));
@@ -136,18 +136,30 @@ extern "C" fn on_signal(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &saved, core::ptr::null_mut()) };
 }
 
-/// Installs the handler with one `sigaction` call that also saves the previous action.
-/// Our handler blocks nothing extra and may nest (it only counts and posts), so the
-/// previous handler's own mask and flags decide what is blocked when it runs.
+/// Installs the handler. The previous action is read first and stored whole before ours is
+/// installed, so the handler never sees half of it. Our handler blocks nothing extra and may
+/// nest (it only counts and posts), so the previous handler's own mask and flags decide what
+/// is blocked when it runs; interrupted system calls restart as the previous handler asked
+/// (`SA_RESTART`), or always when there was none. The gap between reading and installing is
+/// at load, in a constructor, before the program's own code runs.
 fn install_handler(sig: c_int) {
-    // SAFETY: a zeroed sigaction is valid; its fields are then set. The kernel writes the
-    // previous action into OLD_ACTION as it installs ours.
+    // SAFETY: zeroed sigactions are valid; sigaction reads the current action into `old`;
+    // OLD_ACTION is written before our handler, which reads it, can run.
     unsafe {
+        let mut old: libc::sigaction = core::mem::zeroed();
+        libc::sigaction(sig, core::ptr::null(), &mut old);
+        *OLD_ACTION.0.get() = old;
+        let handler = old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN;
+        let restart = if handler {
+            old.sa_flags & libc::SA_RESTART
+        } else {
+            libc::SA_RESTART
+        };
         let mut act: libc::sigaction = core::mem::zeroed();
         act.sa_sigaction = on_signal as *const () as usize;
-        act.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | libc::SA_ONSTACK | libc::SA_NODEFER;
+        act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER | restart;
         libc::sigemptyset(&mut act.sa_mask);
-        if libc::sigaction(sig, &act, OLD_ACTION.0.get()) != 0 {
+        if libc::sigaction(sig, &act, core::ptr::null_mut()) != 0 {
             say!("cannot install the statistics signal handler for signal {sig}");
         }
     }

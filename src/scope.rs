@@ -11,7 +11,7 @@
 pub const DEFAULT: &[u8] = b"java";
 
 /// The name of the running executable (last component of `/proc/self/exe`), in `buf`.
-pub fn executable_name(buf: &mut [u8; 256]) -> &[u8] {
+pub fn executable_name(buf: &mut [u8; 4096]) -> &[u8] {
     // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`; the path is
     // NUL-terminated.
     let n = unsafe {
@@ -23,7 +23,8 @@ pub fn executable_name(buf: &mut [u8; 256]) -> &[u8] {
             buf.len(),
         )
     };
-    if n <= 0 {
+    // Nothing, or a path as long as the buffer (cut): unknown.
+    if n <= 0 || n as usize >= buf.len() {
         return &[];
     }
     let path = &buf[..n as usize];
@@ -129,7 +130,7 @@ mod tests {
 
     #[test]
     fn this_executable_has_a_name() {
-        let mut buf = [0u8; 256];
+        let mut buf = [0u8; 4096];
         assert!(!executable_name(&mut buf).is_empty());
     }
 }
