@@ -278,7 +278,11 @@ fn heap_range(vmas: &[Vma], size: u64, committed: u64) -> Option<(u64, u64, u64)
             let mut rw = prefix[i1].0 - prefix[i0].0;
             let mut rss = prefix[i1].1 - prefix[i0].1;
             // The first and last mappings may be cut by the range: count their share.
-            let ends = if i1 - 1 == i0 { vec![i0] } else { vec![i0, i1 - 1] };
+            let ends = if i1 - 1 == i0 {
+                vec![i0]
+            } else {
+                vec![i0, i1 - 1]
+            };
             for k in ends {
                 let v = &run[k];
                 let overlap = v.end.min(b) - v.start.max(a);
@@ -407,7 +411,11 @@ pub fn read() -> Jvm {
     let me = format!("/{}", std::process::id());
     let ours = |v: &&Vma| {
         let name = v.name.trim_end_matches(" (deleted)");
-        name.ends_with(&me) && name.rsplit('/').nth(1).is_some_and(|d| d.starts_with("hsperfdata_"))
+        name.ends_with(&me)
+            && name
+                .rsplit('/')
+                .nth(1)
+                .is_some_and(|d| d.starts_with("hsperfdata_"))
     };
     let Some(file) = vmas.iter().find(ours) else {
         return Jvm::Unavailable(
@@ -421,7 +429,9 @@ pub fn read() -> Jvm {
     let bytes = std::fs::File::open(&path).and_then(|f| {
         use std::io::Read;
         let mut b = Vec::new();
-        f.take(file.size().min(16 << 20)).read_to_end(&mut b).map(|_| b)
+        f.take(file.size().min(16 << 20))
+            .read_to_end(&mut b)
+            .map(|_| b)
     });
     match bytes.ok().as_deref().and_then(parse_perfdata) {
         Some(c) => Jvm::Split(split(&c, &vmas, &stack_pointers(), &path)),

@@ -786,3 +786,22 @@ fn bad_metrics_addr_one_line_and_runs() {
     );
     drop(taken);
 }
+
+/// A child of fork (no exec) that starts a thread of its own neither keeps the parent's
+/// metrics socket nor binds the port, and says nothing.
+#[test]
+fn a_forked_child_leaves_the_metrics_port_alone() {
+    let port = free_port();
+    let out = run(compile("metrics_fork", &[]))
+        .arg(port.to_string())
+        .env("JVMALLOC_METRICS_ADDR", format!("127.0.0.1:{port}"))
+        .timeout(60)
+        .output();
+    out.assert_ok();
+    assert!(out.stdout.contains("metrics_fork: ok"), "{}", out.stdout);
+    assert!(
+        !out.stderr.contains("cannot serve metrics"),
+        "{}",
+        out.stderr
+    );
+}
