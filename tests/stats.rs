@@ -782,36 +782,42 @@ fn wait_ready(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> Stri
     }
 }
 
+/// Under every JDK on the machine: the command asks a JVM (in the default scope) for its
+/// dumps over the request channel; JVM thread names and the RSS split are there.
 #[test]
 fn jvm_dump_names_threads_and_splits_rss() {
     let classes = java_classes();
-    // `java` is in the library's default scope; nothing else is configured.
-    let target = start(run("java").default_scope().arg("-cp").arg(&classes).args([
-        "NativeChurn",
-        "8",
-        "40",
-        "--wait",
-    ]));
-    let pid = target.pid.clone();
-    let json = jvmalloc(&["dump", &pid, "--format", "json", "--timeout", "30"]);
-    let text = jvmalloc(&["dump", &pid, "--timeout", "30"]);
-    let (_, err) = target.finish();
-    json.assert_ok();
-    text.assert_ok();
-    assert!(!err.contains("jvmalloc statistics"), "{err}");
-    assert_text_dump(&text.stdout, &pid);
-    assert!(text.stdout.contains("keeper-thread"), "{}", text.stdout);
-    let d = serde_json::from_str::<Value>(json.stdout.trim_end())
-        .expect("dump command prints the JSON dump");
-    assert_eq!(d["pid"].int().to_string(), pid);
-    for name in ["keeper-thread", "VM Thread", "Reference Handl", "jvmalloc"] {
-        thread(&d, name);
+    for jdk in jdks() {
+        // `java` is in the library's default scope; nothing else is configured.
+        let target = start(
+            run(jdk.join("bin/java"))
+                .default_scope()
+                .arg("-cp")
+                .arg(&classes)
+                .args(["NativeChurn", "8", "40", "--wait"]),
+        );
+        let pid = target.pid.clone();
+        let json = jvmalloc(&["dump", &pid, "--format", "json", "--timeout", "30"]);
+        let text = jvmalloc(&["dump", &pid, "--timeout", "30"]);
+        let (_, err) = target.finish();
+        json.assert_ok();
+        text.assert_ok();
+        assert!(!err.contains("jvmalloc statistics"), "{err}");
+        assert_text_dump(&text.stdout, &pid);
+        assert!(text.stdout.contains("keeper-thread"), "{}", text.stdout);
+        let d = serde_json::from_str::<Value>(json.stdout.trim_end())
+            .expect("dump command prints the JSON dump");
+        assert_eq!(d["pid"].int().to_string(), pid);
+        for name in ["keeper-thread", "VM Thread", "Reference Handl", "jvmalloc"] {
+            thread(&d, name);
+        }
+        let m = &d["memory"];
+        assert!(m["rss"].int() >= m["resident"].int(), "{m:?}");
+        // The 96 MiB of Java heap the program touched is RSS that malloc does not own.
+        assert!(m["rss_not_malloc"].int() >= 96 << 20, "{}: {m:?}", jdk.display());
+        assert!(d["rss_split"]["java_heap"].int() > 0, "{}: {d}", jdk.display());
+        assert_reconciles_loosely(&d);
     }
-    let m = &d["memory"];
-    assert!(m["rss"].int() >= m["resident"].int(), "{m:?}");
-    // The 96 MiB of Java heap the program touched is RSS that malloc does not own.
-    assert!(m["rss_not_malloc"].int() >= 96 << 20, "{m:?}");
-    assert_reconciles_loosely(&d);
 }
 
 /// In a JVM, threads allocate while the dump is taken: allow a few MiB of drift.
