@@ -814,8 +814,16 @@ fn jvm_dump_names_threads_and_splits_rss() {
         let m = &d["memory"];
         assert!(m["rss"].int() >= m["resident"].int(), "{m:?}");
         // The 96 MiB of Java heap the program touched is RSS that malloc does not own.
-        assert!(m["rss_not_malloc"].int() >= 96 << 20, "{}: {m:?}", jdk.display());
-        assert!(d["rss_split"]["java_heap"].int() > 0, "{}: {d}", jdk.display());
+        assert!(
+            m["rss_not_malloc"].int() >= 96 << 20,
+            "{}: {m:?}",
+            jdk.display()
+        );
+        assert!(
+            d["rss_split"]["java_heap"].int() > 0,
+            "{}: {d}",
+            jdk.display()
+        );
         assert_reconciles_loosely(&d);
     }
 }
