@@ -29,6 +29,12 @@ fn set_errno(e: c_int) {
     unsafe { *errno_slot() = e };
 }
 
+/// NULL with `errno = ENOMEM`: a size that overflows.
+fn overflow() -> Ptr {
+    set_errno(libc::ENOMEM);
+    core::ptr::null_mut()
+}
+
 fn errno() -> c_int {
     // SAFETY: as above.
     unsafe { *errno_slot() }
@@ -68,10 +74,7 @@ fn do_calloc(n: usize, size: usize) -> Ptr {
     if !init::ready() {
         return match n.checked_mul(size) {
             Some(total) => boot::alloc(total, 1),
-            None => {
-                set_errno(libc::ENOMEM);
-                core::ptr::null_mut()
-            }
+            None => overflow(),
         };
     }
     // SAFETY: jemalloc's calloc checks `n * size` for overflow (NULL + ENOMEM).
@@ -165,10 +168,7 @@ pub unsafe extern "C" fn reallocarray(p: Ptr, n: usize, size: usize) -> Ptr {
     match n.checked_mul(size) {
         // SAFETY: forwarded caller's contract.
         Some(total) => unsafe { do_realloc(p, total) },
-        None => {
-            set_errno(libc::ENOMEM);
-            core::ptr::null_mut()
-        }
+        None => overflow(),
     }
 }
 
@@ -214,10 +214,7 @@ pub unsafe extern "C" fn pvalloc(size: usize) -> Ptr {
     let page = page_size();
     match size.checked_add(page - 1) {
         Some(s) => do_memalign(page, s & !(page - 1)),
-        None => {
-            set_errno(libc::ENOMEM);
-            core::ptr::null_mut()
-        }
+        None => overflow(),
     }
 }
 

@@ -118,8 +118,10 @@ fn connect(token: u64) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// The listener's user id (`SO_PEERCRED`).
-fn peer_uid(fd: &OwnedFd) -> io::Result<u32> {
+/// The peer's credentials (`SO_PEERCRED`) of a connected Unix socket: for the side that
+/// connected, the listener's as it called `listen`; for the side that accepted, the
+/// connecting process's. Used at both ends of the channel.
+pub fn peer_credentials(fd: &impl AsRawFd) -> io::Result<libc::ucred> {
     // SAFETY: ucred is plain data; getsockopt writes at most `len` bytes into it.
     unsafe {
         let mut cred: libc::ucred = core::mem::zeroed();
@@ -134,13 +136,13 @@ fn peer_uid(fd: &OwnedFd) -> io::Result<u32> {
         {
             return Err(io::Error::last_os_error());
         }
-        Ok(cred.uid)
+        Ok(cred)
     }
 }
 
 fn serve(token: u64, answer: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>) -> io::Result<()> {
     let fd = connect(token)?;
-    let uid = peer_uid(&fd)?;
+    let uid = peer_credentials(&fd)?.uid;
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };
     if uid != me && uid != 0 {

@@ -76,26 +76,6 @@ fn random_token() -> Result<u64, String> {
     }
 }
 
-/// The SO_PEERCRED pid of a connected socket.
-fn peer_pid(sock: &UnixStream) -> std::io::Result<u32> {
-    // SAFETY: ucred is plain data; getsockopt writes at most `len` bytes into it.
-    unsafe {
-        let mut cred: libc::ucred = core::mem::zeroed();
-        let mut len = core::mem::size_of::<libc::ucred>() as libc::socklen_t;
-        if libc::getsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        ) != 0
-        {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(cred.pid as u32)
-    }
-}
-
 impl Listener {
     pub fn new() -> Result<Listener, String> {
         let err = |e: std::io::Error| format!("cannot listen on a request socket: {e}");
@@ -122,7 +102,7 @@ impl Listener {
             }
             match self.sock.accept() {
                 Ok((sock, _)) => {
-                    if peer_pid(&sock).is_ok_and(|p| p == pid) {
+                    if crate::request::peer_credentials(&sock).is_ok_and(|c| c.pid as u32 == pid) {
                         if gone() {
                             return Err(NoAnswer::Gone);
                         }
