@@ -91,7 +91,7 @@ fn write_in_place(path: &Path, bytes: &[u8], follow: bool) -> io::Result<()> {
             "it belongs to another user; not writing into it",
         ));
     }
-    crate::request::write_with_deadline(&f, bytes, IN_PLACE_DEADLINE)
+    crate::deadline::write_with_deadline(&f, bytes, IN_PLACE_DEADLINE)
 }
 
 /// 16 hex digits from the kernel's random source.
@@ -211,7 +211,7 @@ mod tests {
         // SAFETY: the write end we just made, owned here.
         let w = unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[1]) };
         let t = Instant::now();
-        let r = crate::request::write_with_deadline(
+        let r = crate::deadline::write_with_deadline(
             &w,
             &vec![0u8; 1 << 20],
             Duration::from_millis(200),

@@ -183,5 +183,5 @@ fn reply(conn: TcpStream, status: &str, body: &str) -> io::Result<()> {
     )
     .into_bytes();
     out.extend_from_slice(body.as_bytes());
-    crate::request::write_with_deadline(&conn, &out, DEADLINE)
+    crate::deadline::write_with_deadline(&conn, &out, DEADLINE)
 }

@@ -22,7 +22,12 @@
 //!   takes a snapshot (process memory, threads, size classes, arenas), [`report`] renders
 //!   it as text or JSON, [`dumpfile`] writes it to a file safely, and [`reporter`] owns the
 //!   signal handler and the `jvmalloc` thread (started with the program's first thread)
-//!   that writes dumps. They wait on [`futex`] words, never on descriptors.
+//!   that writes dumps. They wait on [`futex`] words, never on descriptors. [`jvm`] adds,
+//!   in a JVM, the split of the rest of RSS (Java heap, metaspace, stacks, code) from
+//!   HotSpot's counters and `smaps`.
+//! - Asking a running process: [`request`] answers the `jvmalloc` command over a Unix
+//!   socket the command names in a `sigqueue` value; [`exporter`] serves [`metrics`] (the
+//!   Prometheus text) over HTTP and to a file. Their writes keep to [`deadline`]s.
 //! - Giving memory back: [`purge`] lets arenas decay every purge interval and purges them
 //!   when the process goes idle; [`guard`] purges and reports when RSS nears the memory
 //!   limit. Both run on the `jvmalloc` thread.
@@ -40,6 +45,7 @@ mod boot;
 mod cgroup;
 mod clock;
 mod config;
+mod deadline;
 mod diag;
 mod dumpfile;
 mod env;

@@ -164,45 +164,10 @@ fn serve(token: u64, answer: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>) ->
         }
         Err(reason) => out.extend_from_slice(format!("error {reason}\n").as_bytes()),
     }
-    write_with_deadline(&fd, &out, WRITE_DEADLINE)?;
+    crate::deadline::write_with_deadline(&fd, &out, WRITE_DEADLINE)?;
     // The answer ends here, even if a child of fork still holds a copy of the socket.
     // SAFETY: shutdown of our own connected socket.
     unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_WR) };
-    Ok(())
-}
-
-/// Writes all of `bytes` to a non-blocking descriptor, waiting for it to take more with
-/// `poll`, until `limit` has passed.
-pub fn write_with_deadline(f: &impl AsRawFd, mut bytes: &[u8], limit: Duration) -> io::Result<()> {
-    let deadline = std::time::Instant::now() + limit;
-    while !bytes.is_empty() {
-        // SAFETY: `bytes` is a valid readable buffer; the descriptor is the caller's.
-        let n = unsafe { libc::write(f.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
-        if n > 0 {
-            bytes = &bytes[n as usize..];
-            continue;
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::EAGAIN) => {}
-            _ => return Err(e),
-        }
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the reader does not read",
-            ));
-        }
-        let mut p = libc::pollfd {
-            fd: f.as_raw_fd(),
-            events: libc::POLLOUT,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd for the caller's descriptor.
-        unsafe { libc::poll(&mut p, 1, left.as_millis().clamp(1, 1000) as i32) };
-    }
     Ok(())
 }
 

@@ -12,6 +12,11 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod channel;
+/// The library's side of the request channel, for its protocol and socket names (its
+/// server side is unused here).
+#[path = "../../src/deadline.rs"]
+#[allow(dead_code)] // Used by request.rs, on the library's side of the channel.
+mod deadline;
 mod diff;
 mod dump;
 mod dumpfile;
@@ -20,8 +25,6 @@ mod dumpfile;
 mod names;
 #[cfg(test)]
 mod proptests;
-/// The library's side of the request channel, for its protocol and socket names (its
-/// server side is unused here).
 #[path = "../../src/request.rs"]
 #[allow(dead_code)]
 mod request;
