@@ -1,7 +1,7 @@
 //! Writing to a non-blocking descriptor within a time limit, however slowly the reader
 //! takes the bytes: the `jvmalloc` thread's writes to FIFOs and terminals
-//! ([`crate::dumpfile`]), to HTTP clients ([`crate::exporter`]) and to the `jvmalloc`
-//! command ([`crate::request`]). Shared with the command, which includes this file.
+//! (`dumpfile`), to HTTP clients (`exporter`) and to the `jvmalloc`
+//! command (`request`). Shared with the command, which includes this file.
 
 use std::io;
 use std::os::fd::AsRawFd;
