@@ -35,6 +35,8 @@ pub const VARIABLES: &[&str] = &[
     "JVMALLOC_METRICS_ADDR",
     "JVMALLOC_METRICS_FILE",
     "JVMALLOC_METRICS_INTERVAL_S",
+    "JVMALLOC_PROFILE",
+    "JVMALLOC_PROFILE_SAMPLE",
 ];
 
 /// Default arenas per CPU the process may use (see `docs/benchmarks.md`, "Arena count").
@@ -75,7 +77,40 @@ pub struct Config {
     pub memory_limit_from: &'static str,
     pub stats: StatsConfig,
     pub purge: PurgeConfig,
+    pub profile: ProfileConfig,
 }
+
+/// Allocation-site sampling (`JVMALLOC_PROFILE`, `JVMALLOC_PROFILE_SAMPLE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProfileMode {
+    /// Armed and sampling from the start.
+    On,
+    /// Armed, not sampling: `jvmalloc profile <pid> --start` turns sampling on.
+    Off,
+    /// Not armed: jemalloc's profiling stays off and cannot be started (also the state of
+    /// every process out of scope, and of a library built without profiling).
+    Never,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct ProfileConfig {
+    pub mode: ProfileMode,
+    /// log2 of the mean bytes between samples (jemalloc's `lg_prof_sample`).
+    pub lg_sample: u32,
+}
+
+impl ProfileConfig {
+    const OFF: ProfileConfig = ProfileConfig {
+        mode: ProfileMode::Never,
+        lg_sample: PROFILE_LG_SAMPLE_DEFAULT,
+    };
+}
+
+/// Default `JVMALLOC_PROFILE` (see `docs/benchmarks.md`, "Cost of allocation-site
+/// sampling").
+pub const PROFILE_DEFAULT: ProfileMode = ProfileMode::On;
+/// Default mean bytes between samples: 2^19 = 512 KiB (jemalloc's own default).
+pub const PROFILE_LG_SAMPLE_DEFAULT: u32 = 19;
 
 /// Giving memory back: periodic decay, idle purge, pressure guard.
 #[derive(Clone, Copy, Debug)]
@@ -305,6 +340,14 @@ fn read_raw_conf() -> &'static [u8] {
         // only JVMALLOC_BACKGROUND_THREAD (which stops them as the program ends) may start
         // them, or a program whose main thread calls pthread_exit would never end.
         "sets background_thread (use JVMALLOC_BACKGROUND_THREAD=1)"
+    } else if raw.split(|&b| b == b',').any(|pair| {
+        [&b"prof_final:"[..], b"prof_gdump:", b"lg_prof_interval:", b"prof_leak:", b"prof_prefix:"]
+            .iter()
+            .any(|k| pair.starts_with(k))
+    }) {
+        // jemalloc writes those profiles itself, with creat(2) and mode 0644, next to the
+        // program: profiles come from `jvmalloc profile` instead.
+        "asks jemalloc to write profile files itself (use `jvmalloc profile`)"
     } else if raw.len() > RAW_CONF_MAX {
         "is longer than 768 bytes"
     } else if !raw.split(|&b| b == b',').all(pair_ok) {
@@ -525,10 +568,10 @@ pub fn load() -> Config {
         max: 86_400_000,
         sizes: false,
     };
-    let (purge, stats) = if active {
-        (read_purge(), read_stats())
+    let (purge, stats, profile) = if active {
+        (read_purge(), read_stats(), read_profile())
     } else {
-        (PurgeConfig::OFF, StatsConfig::OFF)
+        (PurgeConfig::OFF, StatsConfig::OFF, ProfileConfig::OFF)
     };
     Config {
         active,
@@ -551,6 +594,69 @@ pub fn load() -> Config {
         memory_limit_from,
         purge,
         stats,
+        profile,
+    }
+}
+
+/// Allocation-site sampling, for a process in scope.
+fn read_profile() -> ProfileConfig {
+    const NAME: &str = "JVMALLOC_PROFILE";
+    let default_word = match PROFILE_DEFAULT {
+        ProfileMode::On => "on",
+        ProfileMode::Off => "off",
+        ProfileMode::Never => "never",
+    };
+    let mode = match env::get(NAME) {
+        None => PROFILE_DEFAULT,
+        Some(raw) => {
+            let t = raw.trim_ascii();
+            if t.eq_ignore_ascii_case(b"on") {
+                ProfileMode::On
+            } else if t.eq_ignore_ascii_case(b"off") {
+                ProfileMode::Off
+            } else if t.eq_ignore_ascii_case(b"never") {
+                ProfileMode::Never
+            } else {
+                warn(NAME, raw, |l| {
+                    write!(l, " is not on, off or never; using {default_word} (the default)")
+                });
+                PROFILE_DEFAULT
+            }
+        }
+    };
+    if !cfg!(feature = "profiling") {
+        return ProfileConfig::OFF;
+    }
+    const SAMPLE: &str = "JVMALLOC_PROFILE_SAMPLE";
+    let bytes = Num {
+        name: SAMPLE,
+        default: 1 << PROFILE_LG_SAMPLE_DEFAULT,
+        min: 1 << 10,
+        max: 1 << 30,
+        sizes: true,
+    }
+    .read() as u64;
+    // jemalloc samples at a power of two: the nearest one (in ratio) is used.
+    let lg = 63 - bytes.leading_zeros();
+    let lg = if bytes.is_power_of_two() || bytes < (3u64 << lg) / 2 {
+        lg
+    } else {
+        lg + 1
+    };
+    if !bytes.is_power_of_two() {
+        if let Some(raw) = env::get(SAMPLE) {
+            warn(SAMPLE, raw, |l| {
+                write!(
+                    l,
+                    " is not a power of two, which jemalloc needs; using {} bytes (2^{lg})",
+                    1u64 << lg
+                )
+            });
+        }
+    }
+    ProfileConfig {
+        mode,
+        lg_sample: lg,
     }
 }
 
@@ -663,6 +769,16 @@ impl Config {
             self.tcache_max,
             OVERSIZE_THRESHOLD
         );
+        if self.profile.mode != ProfileMode::Never {
+            // Thread names come from pthread_getname_np at each sample (one prctl for the
+            // calling thread); prof_stats keeps exact live sample counts per size class.
+            let _ = write!(
+                w,
+                ",prof:true,prof_active:{},lg_prof_sample:{},prof_sys_thread_name:true,prof_stats:true",
+                self.profile.mode == ProfileMode::On,
+                self.profile.lg_sample
+            );
+        }
         if !self.jemalloc_conf.is_empty() {
             let _ = w.write_str(",");
             w.push(self.jemalloc_conf);
@@ -711,6 +827,16 @@ impl Config {
             p.idle_ms,
             u8::from(p.background_thread),
             p.pressure_pct
+        );
+        let _ = write!(
+            l,
+            " profile={} profile_sample={}",
+            match self.profile.mode {
+                ProfileMode::On => "on",
+                ProfileMode::Off => "off",
+                ProfileMode::Never => "never",
+            },
+            1u64 << self.profile.lg_sample
         );
         let _ = l.write_str("; jemalloc options ");
         l.quoted(opts, 1024);

@@ -119,6 +119,14 @@ fn object_of(p: *const c_void) -> Option<(usize, *const libc::c_char)> {
     found.then_some((info.dli_fbase as usize, info.dli_fname))
 }
 
+/// The path of the object that holds address `p` (as the loader names it).
+pub fn object_path(p: *const ()) -> Option<&'static CStr> {
+    let (_, name) = object_of(p.cast())?;
+    // SAFETY: dli_fname is a NUL-terminated string owned by the dynamic loader for as long
+    // as the object stays loaded (jvmalloc, preloaded, never unloads).
+    (!name.is_null()).then(|| unsafe { CStr::from_ptr(name) })
+}
+
 /// Checks that the program's `malloc` is ours; says once on stderr when it is not. The
 /// address of our exported `malloc` cannot be used for the comparison (taken here, it goes
 /// through the global offset table and is the winning definition's), so the objects are

@@ -25,6 +25,10 @@
 //!   that writes dumps. They wait on [`futex`] words, never on descriptors. [`jvm`] adds,
 //!   in a JVM, the split of the rest of RSS (Java heap, metaspace, stacks, code) from
 //!   HotSpot's counters and `smaps`.
+//! - Allocation sites: [`profile`] reads jemalloc's sampled heap profile (stacks of
+//!   addresses, live bytes by allocating thread) and the mappings with build-ids; the
+//!   command symbolises them. [`sites`] says which library and JNI entry point a stack is
+//!   attributed to, for the library and the command alike.
 //! - Asking a running process: [`request`] answers the `jvmalloc` command over a Unix
 //!   socket the command names in a `sigqueue` value; [`exporter`] serves [`metrics`] (the
 //!   Prometheus text) over HTTP and to a file. Their writes keep to [`deadline`]s.
@@ -60,14 +64,17 @@ mod jvm;
 mod metrics;
 mod mgmt;
 mod names;
+mod profile;
 mod purge;
 mod report;
 mod reporter;
 mod request;
 mod scope;
+mod sites;
 mod stats;
 mod sysfile;
 mod threads;
+mod timefmt;
 
 #[global_allocator]
 static RUST_HEAP: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

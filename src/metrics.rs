@@ -221,5 +221,49 @@ pub fn render(s: &Snapshot) -> String {
     for (pool, _, f) in &pools {
         o.sample("jvmalloc_thread_pool_freed_bytes", &[("pool", pool)], f);
     }
+    if let Some(p) = &s.profile {
+        profile(&mut o, p);
+    }
     o.0
+}
+
+/// Libraries shown by name in the profile metrics; the rest are summed as `other`.
+pub const TOP_LIBRARIES: usize = 20;
+
+/// Allocation-site sampling: live bytes by library (see docs/profiling.md).
+fn profile(o: &mut Out, p: &crate::profile::Summary) {
+    o.gauge(
+        "jvmalloc_profile_sampling_active",
+        "1 while allocation-site sampling is on (JVMALLOC_PROFILE, jvmalloc profile --start/--stop).",
+        u8::from(p.active),
+    );
+    o.gauge(
+        "jvmalloc_profile_sample_interval_bytes",
+        "Mean bytes allocated between two samples (JVMALLOC_PROFILE_SAMPLE).",
+        p.interval,
+    );
+    o.head(
+        "jvmalloc_profile_live_bytes",
+        "gauge",
+        "Estimated bytes in live sampled allocations by library: the first stack frame outside libc, the C++ runtime and the allocator ([no file]: JIT-compiled code). The top 20, then other.",
+    );
+    let mut rest = 0.0;
+    for (i, (lib, e)) in p.by_library.iter().enumerate() {
+        if i < TOP_LIBRARIES {
+            o.sample(
+                "jvmalloc_profile_live_bytes",
+                &[("library", lib)],
+                e.bytes.round(),
+            );
+        } else {
+            rest += e.bytes;
+        }
+    }
+    if p.by_library.len() > TOP_LIBRARIES {
+        o.sample(
+            "jvmalloc_profile_live_bytes",
+            &[("library", "other")],
+            rest.round(),
+        );
+    }
 }

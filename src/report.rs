@@ -4,6 +4,7 @@
 use crate::config::{ArenasFrom, Format};
 use crate::jvm::Jvm;
 use crate::stats::Snapshot;
+use crate::timefmt::iso_time;
 use std::fmt::Write;
 
 pub fn render(s: &Snapshot, format: Format) -> String {
@@ -17,27 +18,6 @@ const MIB: f64 = 1024.0 * 1024.0;
 
 fn mib(v: i64) -> f64 {
     v as f64 / MIB
-}
-
-/// Time as `YYYY-MM-DDTHH:MM:SSZ` (UTC), from days since the epoch (civil calendar).
-pub fn iso_time(unix: u64) -> String {
-    let days = (unix / 86_400) as i64;
-    let secs = unix % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
 }
 
 fn config_text(s: &Snapshot) -> String {
@@ -200,6 +180,7 @@ fn text(s: &Snapshot) -> String {
     }
     let _ = writeln!(o, "configuration: {}", config_text(s));
 
+    profile_text(&mut o, s);
     let top = s.config.stats.top;
     let _ = writeln!(
         o,
@@ -338,7 +319,8 @@ fn text(s: &Snapshot) -> String {
 }
 
 /// A JSON string literal.
-fn js(out: &mut String, v: &str) {
+/// Appends `v` as a JSON string.
+pub fn js(out: &mut String, v: &str) {
     out.push('"');
     for ch in v.chars() {
         match ch {
@@ -436,6 +418,7 @@ fn json(s: &Snapshot) -> String {
         s.uptime_s
     );
     split_json(&mut o, s);
+    profile_json(&mut o, s);
     o.push_str(",\"foreign_malloc\":");
     match &s.foreign_malloc {
         Some(lib) => js(&mut o, lib),
@@ -561,4 +544,89 @@ fn json(s: &Snapshot) -> String {
     }
     o.push_str("]}\n");
     o
+}
+
+/// With allocation-site sampling: live bytes by the thread that allocated them and by
+/// library, from the samples. Unlike the thread table's net figures, a thread here is
+/// charged only with what it allocated and is still live, whoever frees the rest.
+fn profile_text(o: &mut String, s: &Snapshot) {
+    let Some(p) = &s.profile else { return };
+    let top = s.config.stats.top;
+    let _ = writeln!(
+        o,
+        "live native memory by allocating thread (sampled: one sample per {} KiB on average, \
+         sampling {}; ± one standard deviation): {:.1} MiB ± {:.1} in all",
+        p.interval >> 10,
+        if p.active { "active" } else { "inactive" },
+        p.total.bytes / MIB,
+        p.total.sigma() / MIB
+    );
+    let rows = |o: &mut String, list: &[(String, crate::profile::Estimate)]| {
+        for (name, e) in list.iter().take(top) {
+            let _ = writeln!(
+                o,
+                "  {name:<40} {:>10.1} MiB ± {:>6.1} {:>5.1}%",
+                e.bytes / MIB,
+                e.sigma() / MIB,
+                100.0 * e.bytes / p.total.bytes.max(1.0)
+            );
+        }
+        if list.len() > top {
+            let mut rest = crate::profile::Estimate::default();
+            list[top..].iter().for_each(|(_, e)| rest.add(e));
+            let _ = writeln!(
+                o,
+                "  {:<40} {:>10.1} MiB ± {:>6.1} {:>5.1}%",
+                format!("[{} more]", list.len() - top),
+                rest.bytes / MIB,
+                rest.sigma() / MIB,
+                100.0 * rest.bytes / p.total.bytes.max(1.0)
+            );
+        }
+    };
+    rows(o, &p.by_thread);
+    let _ = writeln!(
+        o,
+        "live native memory by library (first frame outside libc and the allocator; \
+         `jvmalloc profile <pid>` names functions and stacks)"
+    );
+    rows(o, &p.by_library);
+}
+
+/// The profile summary as the dump's `profile` member (null without sampling).
+fn profile_json(o: &mut String, s: &Snapshot) {
+    o.push_str(",\"profile\":");
+    let Some(p) = &s.profile else {
+        o.push_str("null");
+        return;
+    };
+    let e = |o: &mut String, e: &crate::profile::Estimate| {
+        let _ = write!(
+            o,
+            "\"bytes\":{:.0},\"objects\":{:.0},\"samples\":{:.1},\"sigma\":{:.0}",
+            e.bytes,
+            e.objects,
+            e.samples,
+            e.sigma()
+        );
+    };
+    let _ = write!(
+        o,
+        "{{\"active\":{},\"sample_interval\":{},\"total\":{{",
+        p.active, p.interval
+    );
+    e(o, &p.total);
+    o.push('}');
+    for (key, list) in [("by_thread", &p.by_thread), ("by_library", &p.by_library)] {
+        let _ = write!(o, ",\"{key}\":[");
+        for (i, (name, est)) in list.iter().enumerate() {
+            o.push_str(if i > 0 { ",{\"name\":" } else { "{\"name\":" });
+            js(o, name);
+            o.push(',');
+            e(o, est);
+            o.push('}');
+        }
+        o.push(']');
+    }
+    o.push('}');
 }

@@ -25,7 +25,7 @@ use crate::exporter::Exporter;
 use crate::futex::{Event, Lock};
 use crate::guard::Guard;
 use crate::purge::Purger;
-use crate::{init, jemalloc, metrics, names, report, request, stats};
+use crate::{init, jemalloc, metrics, names, profile, report, request, stats};
 use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_void};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
@@ -339,6 +339,8 @@ fn snapshot(is_dump: bool) -> stats::Snapshot {
     if is_dump {
         *previous = Some(s.baseline());
     }
+    let mut s = s;
+    s.profile = profile::summary();
     s
 }
 
@@ -348,6 +350,24 @@ fn answer(what: &str) -> Result<Vec<u8>, String> {
         "dump text" => crate::config::Format::Text,
         "dump json" => crate::config::Format::Json,
         "metrics" => return Ok(metrics::render(&snapshot(false)).into_bytes()),
+        "profile" => {
+            let unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            return profile::raw_json(std::process::id(), unix, uptime_s()).map(String::into_bytes);
+        }
+        "profile start" | "profile stop" => {
+            let on = what == "profile start";
+            let was = profile::set_active(on)?;
+            let state = |b: bool| if b { "active" } else { "inactive" };
+            return Ok(format!(
+                "sampling {} (was {}); one sample every {} bytes on average\n",
+                state(on),
+                state(was),
+                profile::sample_interval()
+            )
+            .into_bytes());
+        }
         _ => return Err(format!("unknown request {what:?}")),
     };
     Ok(report::render(&snapshot(true), format).into_bytes())

@@ -92,6 +92,8 @@ pub struct Snapshot {
     pub registry_bytes: usize,
     pub classes: Vec<SizeClass>,
     pub arenas: Vec<ArenaRow>,
+    /// Live sampled bytes by allocating thread and library (allocation-site profiling).
+    pub profile: Option<crate::profile::Summary>,
 }
 
 /// What a later dump compares itself with.
@@ -370,6 +372,7 @@ pub fn take(seq: u64, config: &Config, uptime_s: f64, previous: Option<&Baseline
         jvm: Jvm::NotHotSpot,
         parts: Vec::new(),
         growth: None,
+        profile: None,
         rss,
         totals,
         tcache,

@@ -34,7 +34,7 @@ pub fn run(
 
 /// Opens (or creates) `path` for writing, refusing a symbolic link and anything but a
 /// regular file (a FIFO could block, a device is not where a dump belongs).
-fn open_output(path: &Path, mode: u32) -> Result<File, String> {
+pub fn open_output(path: &Path, mode: u32) -> Result<File, String> {
     let shown = path.display();
     let f = File::options()
         .write(true)

@@ -4,9 +4,13 @@
 //!   statistics dump over the request channel ([`channel`]) and prints it, after checking
 //!   that the signal cannot harm it ([`target`]).
 //! - `jvmalloc metrics <pid>`: the same for its Prometheus metrics.
+//! - `jvmalloc profile <pid>`: which code holds the live native memory (sampled
+//!   allocation sites, symbolised here by [`symbolize`]), as text, JSON, collapsed stacks
+//!   or a flame graph; `--start`/`--stop` turn sampling on and off ([`profile`]).
 //! - `jvmalloc watch <pid>`: one line per interval, like `top` for native memory.
 //! - `jvmalloc diff <old.json> <new.json> [--top N]`: what grew between two JSON dumps of a
-//!   process, by thread pool and by size class, biggest growth first.
+//!   process, by thread pool and by size class, biggest growth first; or between two
+//!   JSON profiles, by library, entry point, thread and stack.
 //!
 //! Exit codes: 0 done, 1 failure (one `jvmalloc: ...` line on stderr), 2 usage error.
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -20,6 +24,7 @@ mod deadline;
 mod diff;
 mod dump;
 mod dumpfile;
+mod profile;
 #[path = "../../src/names.rs"]
 #[allow(dead_code)] // The library's file-name templates are not needed here.
 mod names;
@@ -32,6 +37,8 @@ mod request;
 #[allow(dead_code)] // The library's reading of its own executable is not needed here.
 mod scope;
 mod target;
+#[path = "../../src/timefmt.rs"]
+mod timefmt;
 mod watch;
 
 /// What [`request`] needs of the library's `diag` module: one line on stderr.
@@ -82,6 +89,18 @@ enum Format {
     Json,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum ProfileFormat {
+    /// Rankings and top stacks, for people
+    Text,
+    /// Everything, for tools and `jvmalloc diff` (schema in docs/profiling.md)
+    Json,
+    /// Collapsed stacks (`outer;...;inner bytes`) for flame-graph tools
+    Collapsed,
+    /// A flame graph of live bytes
+    Svg,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Ask a process running with libjvmalloc.so for a statistics dump and print it
@@ -125,6 +144,45 @@ enum Command {
         #[arg(long, value_name = "SECONDS", default_value_t = 10)]
         timeout: u64,
     },
+    /// Which code holds the live native memory: sampled allocation sites of a process
+    ///
+    /// The process (libjvmalloc.so with JVMALLOC_PROFILE=on, the default) samples one
+    /// allocation per JVMALLOC_PROFILE_SAMPLE bytes on average and keeps each sample's stack
+    /// and allocating thread until it is freed. This asks for them over the same channel as
+    /// `dump` and names the frames here, from the ELF files and the JVM's perf map
+    /// (/tmp/perf-<pid>.map: `jcmd <pid> Compiler.perfmap`). Prints live bytes, estimated
+    /// with their sampling error, by library, by JNI/JVM entry point, by allocating thread,
+    /// by size class, and the top stacks. --start and --stop turn sampling on and off in the
+    /// running process instead.
+    #[command(after_help = EXIT_CODES)]
+    Profile {
+        /// Process id of the target
+        #[arg(value_parser = pid_arg())]
+        pid: u32,
+        /// Format of the profile
+        #[arg(long, value_enum, default_value = "text")]
+        format: ProfileFormat,
+        /// Write the profile to FILE (created or emptied; a symbolic link is refused)
+        /// instead of stdout
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Rows per table and stacks shown in text; at least 1
+        #[arg(long, value_name = "N", default_value_t = 10)]
+        top: usize,
+        /// Turn sampling on in the process (it counts allocations from now on)
+        #[arg(long, conflicts_with_all = ["stop", "format", "output"])]
+        start: bool,
+        /// Turn sampling off in the process (live samples are kept until freed)
+        #[arg(long, conflicts_with_all = ["format", "output"])]
+        stop: bool,
+        /// The JIT's perf map to name Java frames with (default: /tmp/perf-<pid>.map as
+        /// the process sees it, when present)
+        #[arg(long, value_name = "FILE")]
+        perf_map: Option<PathBuf>,
+        /// Seconds to wait for the answer
+        #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+        timeout: u64,
+    },
     /// Like top for native memory: one line per interval
     ///
     /// Each line: the time, RSS, malloc's live bytes, the allocator's overhead and the RSS
@@ -148,10 +206,13 @@ enum Command {
         #[arg(long, value_name = "SECONDS", default_value_t = 10)]
         timeout: u64,
     },
-    /// What grew between two JSON dumps, by thread name and by size class
+    /// What grew between two JSON dumps (by thread name and size class) or two profiles
     ///
     /// Each file is a JSON dump (`jvmalloc dump --format json`, JVMALLOC_STATS_FORMAT=json),
     /// or a log holding several, one per line: the last is read, or the one --pick names.
+    /// Two JSON profiles (`jvmalloc profile --format json`) are compared by library, JNI/JVM
+    /// entry point, allocating thread and stack, ranked by growth of live bytes: the leak
+    /// view.
     /// The dumps must be of the same process (same pid and start time) unless
     /// --allow-different, OLD must not have been taken after NEW, and both must be of
     /// schema version 1.
@@ -206,6 +267,57 @@ fn run(command: Command) -> Result<(), String> {
             output,
             timeout,
         } => dump::run(pid, "metrics", output.as_deref(), 0o644, secs(timeout)),
+        Command::Profile {
+            pid,
+            format,
+            output,
+            top,
+            start,
+            stop,
+            perf_map,
+            timeout,
+        } => {
+            if start || stop {
+                let what = if start { "profile start" } else { "profile stop" };
+                return dump::run(pid, what, None, 0o600, secs(timeout));
+            }
+            let file = output
+                .as_deref()
+                .map(|p| dump::open_output(p, 0o600))
+                .transpose()?;
+            let target = target::Target::open(pid)?;
+            let answer = channel::ask(&target, "profile", secs(timeout), &|| target.exited())
+                .map_err(|e| {
+                    if e.contains("unknown request") {
+                        format!(
+                            "process {pid} has a libjvmalloc.so older than this command: it takes no profiles"
+                        )
+                    } else {
+                        e
+                    }
+                })?;
+            let p = profile::build(&answer, pid, perf_map)?;
+            for w in &p.warnings {
+                eprintln!("jvmalloc: warning: {w}");
+            }
+            let bytes = match format {
+                ProfileFormat::Text => profile::text(&p, top.max(1)).into_bytes(),
+                ProfileFormat::Json => {
+                    let mut v = serde_json::to_vec(&p).map_err(|e| e.to_string())?;
+                    v.push(b'\n');
+                    v
+                }
+                ProfileFormat::Collapsed => profile::collapsed(&p).into_bytes(),
+                ProfileFormat::Svg => profile::svg(&p)?,
+            };
+            match (file, output) {
+                (Some(mut f), Some(path)) => f
+                    .set_len(0)
+                    .and_then(|()| f.write_all(&bytes))
+                    .map_err(|e| format!("cannot write {}: {e}", path.display())),
+                _ => write_stdout(&bytes),
+            }
+        }
         Command::Watch {
             pid,
             interval,
@@ -230,6 +342,11 @@ fn run(command: Command) -> Result<(), String> {
                     )
                     .exit(),
             };
+            if profile::is_profile(&old) || profile::is_profile(&new) {
+                let (old, new) = (profile::read(&old)?, profile::read(&new)?);
+                profile::check(&old, &new, allow_different)?;
+                return write_stdout(profile::diff(&old, &new, top.max(1)).as_bytes());
+            }
             let index = |p: Option<u64>| p.map(|p| usize::try_from(p).unwrap_or(usize::MAX));
             let old = dumpfile::read(&old, index(pick_old))?;
             let new = dumpfile::read(&new, index(pick_new))?;
