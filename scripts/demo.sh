@@ -207,10 +207,11 @@ d=$tmp/dump-2.txt
 # header, headline, RSS split (up to the jvm: line)
 sed -n '1,/^jvm:/p' "$d" | grep -v '^jvm:'
 echo "..."
-# the thread table's header, column names and first three rows, and the leaking thread's row
-awk '/^threads:/ {p = 1} p && n++ < 5' "$d"
+# the thread table's header, the line under it, column names and first three rows, and the
+# leaking thread's row
+awk '/^threads:/ {p = 1} p && n++ < 6' "$d"
 row=$(grep -m1 ' leaky-deflater ' "$d" || true)
-if [ -n "$row" ] && ! awk '/^threads:/ {p = 1} p && n++ < 5' "$d" | grep -q ' leaky-deflater '; then
+if [ -n "$row" ] && ! awk '/^threads:/ {p = 1} p && n++ < 6' "$d" | grep -q ' leaky-deflater '; then
     echo "     ..."
     echo "$row"
 fi

@@ -114,8 +114,10 @@ fn split_text(o: &mut String, s: &Snapshot) {
     }
 }
 
+/// The text dump. Sections, in this order: the title, the headline and the RSS split (what
+/// an operator reads first), the size classes (which allocation sizes hold the memory), the
+/// `memory` table, the configuration, the threads, the reconciliation, the arenas.
 fn text(s: &Snapshot) -> String {
-    let t = &s.totals;
     let mut o = String::with_capacity(16 << 10);
     let _ = writeln!(
         o,
@@ -134,6 +136,66 @@ fn text(s: &Snapshot) -> String {
              bypass jvmalloc, and the figures below describe only jvmalloc's own"
         );
     }
+    classes_text(&mut o, s);
+    memory_text(&mut o, s);
+    let _ = writeln!(o, "configuration: {}", config_text(s));
+    profile_text(&mut o, s);
+    threads_text(&mut o, s);
+    arenas_text(&mut o, s);
+    let _ = writeln!(o, "=== end of jvmalloc statistics #{} ===", s.seq);
+    o
+}
+
+/// Size classes with activity, biggest live bytes first, top N, the rest summed.
+fn classes_text(o: &mut String, s: &Snapshot) {
+    let top = s.config.stats.top;
+    let mut classes: Vec<_> = s.classes.iter().collect();
+    classes.sort_by(|a, b| b.live_bytes.cmp(&a.live_bytes).then(a.size.cmp(&b.size)));
+    let _ = writeln!(
+        o,
+        "size classes: {} with activity, by live bytes (merged over arenas)",
+        classes.len()
+    );
+    let _ = writeln!(
+        o,
+        "  {:>10} {:<5} {:>12} {:>12} {:>12} {:>10} {:>14} {:>8} {:>6}",
+        "size", "kind", "requests", "mallocs", "frees", "live", "live bytes", "slabs", "util"
+    );
+    for c in classes.iter().take(top) {
+        let (slabs, util) = match (c.slabs, c.utilisation) {
+            (Some(sl), Some(u)) => (sl.to_string(), format!("{:.2}", u)),
+            _ => ("-".to_string(), "-".to_string()),
+        };
+        let _ = writeln!(
+            o,
+            "  {:>10} {:<5} {:>12} {:>12} {:>12} {:>10} {:>14} {:>8} {:>6}",
+            c.size,
+            c.kind,
+            c.requests,
+            c.mallocs,
+            c.frees,
+            c.live_regions,
+            c.live_bytes,
+            slabs,
+            util
+        );
+    }
+    if classes.len() > top {
+        let rest = &classes[top..];
+        let live: u64 = rest.iter().map(|c| c.live_bytes).sum();
+        let req: u64 = rest.iter().map(|c| c.requests).sum();
+        let label = format!("[{} more]", rest.len());
+        let _ = writeln!(
+            o,
+            "  {label:>10} {:<5} {req:>12} {:>12} {:>12} {:>10} {live:>14}",
+            "", "", "", ""
+        );
+    }
+}
+
+/// The `memory` table: jemalloc's totals, RSS and the memory limit.
+fn memory_text(o: &mut String, s: &Snapshot) {
+    let t = &s.totals;
     let _ = writeln!(
         o,
         "memory                                         bytes        MiB"
@@ -178,17 +240,27 @@ fn text(s: &Snapshot) -> String {
             let _ = writeln!(o, "  {:<42} {:>14}", "memory limit", "none");
         }
     }
-    let _ = writeln!(o, "configuration: {}", config_text(s));
+}
 
-    profile_text(&mut o, s);
+/// The thread table and the reconciliation. Rows come in the snapshot's order, by the
+/// magnitude of net (`stats::order_threads`), so every row summed in `[N more]` is no
+/// bigger in magnitude than a row shown: a thread that frees a lot (a JVM's `Reference
+/// Handler`) is shown as surely as one that keeps a lot.
+fn threads_text(o: &mut String, s: &Snapshot) {
+    let t = &s.totals;
     let top = s.config.stats.top;
     let _ = writeln!(
         o,
-        "threads: {} live registered (registry {} of {} slots, {} bytes), by net bytes",
+        "threads: {} live registered (registry {} of {} slots, {} bytes), by size of net, + or -; \
+         net = allocated minus freed by this thread",
         s.threads.len(),
         s.threads.len(),
         s.registry_capacity,
         s.registry_bytes
+    );
+    let _ = writeln!(
+        o,
+        "  memory freed by another thread counts against that thread: net is not what a thread holds"
     );
     let _ = writeln!(
         o,
@@ -251,49 +323,10 @@ fn text(s: &Snapshot) -> String {
         s.unregistered_net,
         s.tcache
     );
+}
 
-    let mut classes: Vec<_> = s.classes.iter().collect();
-    classes.sort_by(|a, b| b.live_bytes.cmp(&a.live_bytes).then(a.size.cmp(&b.size)));
-    let _ = writeln!(
-        o,
-        "size classes: {} with activity, by live bytes (merged over arenas)",
-        classes.len()
-    );
-    let _ = writeln!(
-        o,
-        "  {:>10} {:<5} {:>12} {:>12} {:>12} {:>10} {:>14} {:>8} {:>6}",
-        "size", "kind", "requests", "mallocs", "frees", "live", "live bytes", "slabs", "util"
-    );
-    for c in classes.iter().take(top) {
-        let (slabs, util) = match (c.slabs, c.utilisation) {
-            (Some(sl), Some(u)) => (sl.to_string(), format!("{:.2}", u)),
-            _ => ("-".to_string(), "-".to_string()),
-        };
-        let _ = writeln!(
-            o,
-            "  {:>10} {:<5} {:>12} {:>12} {:>12} {:>10} {:>14} {:>8} {:>6}",
-            c.size,
-            c.kind,
-            c.requests,
-            c.mallocs,
-            c.frees,
-            c.live_regions,
-            c.live_bytes,
-            slabs,
-            util
-        );
-    }
-    if classes.len() > top {
-        let rest = &classes[top..];
-        let live: u64 = rest.iter().map(|c| c.live_bytes).sum();
-        let req: u64 = rest.iter().map(|c| c.requests).sum();
-        let label = format!("[{} more]", rest.len());
-        let _ = writeln!(
-            o,
-            "  {label:>10} {:<5} {req:>12} {:>12} {:>12} {:>10} {live:>14}",
-            "", "", "", ""
-        );
-    }
+/// One row per arena, the huge arena last.
+fn arenas_text(o: &mut String, s: &Snapshot) {
     let _ = writeln!(o, "arenas: {}", s.arenas.len());
     let _ = writeln!(
         o,
@@ -314,8 +347,6 @@ fn text(s: &Snapshot) -> String {
             a.tcache
         );
     }
-    let _ = writeln!(o, "=== end of jvmalloc statistics #{} ===", s.seq);
-    o
 }
 
 /// A JSON string literal.
@@ -465,6 +496,7 @@ fn json(s: &Snapshot) -> String {
         s.threads.len(),
         s.registry_bytes
     );
+    // In the snapshot's order, as the text shows them: by the magnitude of net.
     o.push_str(",\"threads\":[");
     for (i, r) in s.threads.iter().enumerate() {
         if i > 0 {

@@ -10,8 +10,11 @@ use crate::threads;
 use std::ffi::CStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// One thread's bytes. `net = allocated - freed` may be negative: a thread that frees
-/// memory other threads allocated (a consumer of a queue) is normal.
+/// One thread's bytes. `net = allocated - freed`, both counted for this thread only: a
+/// block one thread allocates and another frees counts for the first and against the
+/// second, so `net` is not what a thread holds, and is negative for a thread that frees
+/// what others allocated (a queue's consumer, a JVM's `Reference Handler` or
+/// `Common-Cleaner` freeing direct buffers).
 #[derive(Debug, Clone)]
 pub struct ThreadRow {
     pub tid: u32,
@@ -335,6 +338,20 @@ fn arenas(page: u64) -> Vec<ArenaRow> {
         .collect()
 }
 
+/// Orders thread rows as dumps show them: by the magnitude of `net`, biggest first (a
+/// thread that frees a lot counts as much as one that keeps a lot), then by `allocated`,
+/// biggest first, then by tid. A text dump shows the first rows and sums the rest in one
+/// row, so no row summed there is bigger in magnitude than a row shown.
+fn order_threads(rows: &mut [ThreadRow]) {
+    rows.sort_by(|a, b| {
+        b.net
+            .unsigned_abs()
+            .cmp(&a.net.unsigned_abs())
+            .then(b.allocated.cmp(&a.allocated))
+            .then(a.tid.cmp(&b.tid))
+    });
+}
+
 /// Takes a snapshot now. The registry and jemalloc's totals are read back to back so that
 /// allocations in between (including this function's own) stay small.
 pub fn take(seq: u64, config: &Config, uptime_s: f64, previous: Option<&Baseline>) -> Snapshot {
@@ -355,7 +372,7 @@ pub fn take(seq: u64, config: &Config, uptime_s: f64, previous: Option<&Baseline
             net: t.allocated as i64 - t.freed as i64,
         })
         .collect();
-    rows.sort_by(|a, b| b.net.cmp(&a.net).then(a.tid.cmp(&b.tid)));
+    order_threads(&mut rows);
     let mut s = Snapshot {
         seq,
         pid: std::process::id(),
@@ -396,4 +413,34 @@ pub fn take(seq: u64, config: &Config, uptime_s: f64, previous: Option<&Baseline
     s.parts = jvm::parts(rss, totals.allocated, totals.resident, &s.jvm);
     s.growth = previous.map(|p| Growth::between(p, &s.parts, uptime_s));
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(tid: u32, allocated: u64, freed: u64) -> ThreadRow {
+        ThreadRow {
+            tid,
+            name: format!("t{tid}"),
+            allocated,
+            freed,
+            net: allocated as i64 - freed as i64,
+        }
+    }
+
+    #[test]
+    fn threads_are_ordered_by_magnitude_of_net_then_allocated() {
+        let mut rows = vec![
+            row(1, 100, 90),  // +10
+            row(2, 0, 5000),  // -5000: a thread that frees what others allocated
+            row(3, 4000, 0),  // +4000
+            row(4, 500, 510), // -10, more allocated than tid 1
+            row(5, 100, 90),  // +10, same as tid 1
+            row(6, 0, 0),
+        ];
+        order_threads(&mut rows);
+        let tids: Vec<u32> = rows.iter().map(|r| r.tid).collect();
+        assert_eq!(tids, [2, 3, 4, 1, 5, 6]);
+    }
 }

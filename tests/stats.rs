@@ -92,9 +92,14 @@ fn named_threads_match_what_they_allocated() {
         thread(&d, "jvmalloc")["tid"].int() > 0,
         "reporter thread is named jvmalloc"
     );
-    // Sorted by net bytes, biggest first.
+    // Sorted by the magnitude of net bytes, biggest first: freer's -5 MiB before B's +3 MiB.
     let nets: Vec<i64> = d["threads"].arr().iter().map(|t| t["net"].int()).collect();
-    assert!(nets.windows(2).all(|w| w[0] >= w[1]), "{nets:?}");
+    assert!(
+        nets.windows(2).all(|w| w[0].abs() >= w[1].abs()),
+        "{nets:?}"
+    );
+    let names: Vec<&str> = d["threads"].arr().iter().map(|t| t["name"].str()).collect();
+    assert_eq!(names[..3], ["alloc-A", "freer", "alloc-B"], "{names:?}");
     assert_reconciles(&d);
     // Size classes: the 10 KiB class holds A's 1000 blocks (500 freed by freer).
     let c = d["size_classes"]
@@ -154,6 +159,146 @@ fn text_dump_on_stderr_by_default() {
     }
     let freer = e.lines().find(|l| l.contains(" freer ")).unwrap();
     assert!(freer.contains(" -5120"), "negative net for freer: {freer}");
+}
+
+/// A row of a text dump's thread table: its name (or `[N more]` label) and net bytes.
+struct TextRow {
+    name: String,
+    net: i64,
+}
+
+/// The thread table of a text dump: the `threads:` line, the line under it, and the rows
+/// (live threads shown, then `[N more]`, `[exited: N]`, `[unregistered: N]`).
+fn text_threads(dump: &str) -> (&str, &str, Vec<TextRow>) {
+    let lines: Vec<&str> = dump.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("threads: "))
+        .unwrap_or_else(|| panic!("no thread table in\n{dump}"));
+    let columns: Vec<&str> = lines[at + 2].split_whitespace().collect();
+    assert_eq!(
+        columns,
+        ["tid", "name", "allocated", "freed", "net", "net", "MiB"],
+        "column names"
+    );
+    let rows = lines[at + 3..]
+        .iter()
+        .take_while(|l| !l.starts_with("reconciliation:"))
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            assert!(w.len() >= 6, "thread row {l:?}");
+            // Live rows start with a tid; the summary rows with their label.
+            let first = usize::from(w[0].parse::<u32>().is_ok());
+            TextRow {
+                name: w[first..w.len() - 4].join(" "),
+                net: w[w.len() - 2]
+                    .parse()
+                    .unwrap_or_else(|e| panic!("net of {l:?}: {e}")),
+            }
+        })
+        .collect();
+    (lines[at], lines[at + 1], rows)
+}
+
+/// A thread that frees what another allocated (a JVM's `Reference Handler` or
+/// `Common-Cleaner` freeing direct buffers) has a large negative net. With more threads
+/// than the table shows, ordering by net (signed) put it last, summed into `[N more]`
+/// under small churning threads; by the magnitude of net it is shown next to the
+/// producer, and no thread summed in `[N more]` is bigger in magnitude than one shown.
+/// The size classes come right after the RSS split, before the memory and thread tables.
+#[test]
+fn freeing_thread_with_large_negative_net_is_shown_not_folded() {
+    const TOP: usize = 5;
+    const CHURN: usize = 12;
+    const HANDED: i64 = 2000 * 8192;
+    let near = |v: i64, want: i64| (v - want).abs() <= 64 << 10;
+    let prog = compile("stats_threads", &[]);
+
+    let out = run(&prog)
+        .args(["cleaner", &CHURN.to_string()])
+        .env("JVMALLOC_STATS_TOP", TOP.to_string())
+        .output();
+    out.assert_ok();
+    let e = &out.stderr;
+    let (header, under, rows) = text_threads(e);
+    assert!(
+        header.contains("by size of net, + or -; net = allocated minus freed by this thread"),
+        "{header}"
+    );
+    assert!(
+        under.contains("memory freed by another thread counts against that thread")
+            && under.contains("net is not what a thread holds"),
+        "{under}"
+    );
+    let more = rows
+        .iter()
+        .position(|r| r.name.ends_with(" more]"))
+        .unwrap_or_else(|| panic!("no [N more] row:\n{e}"));
+    assert_eq!(more, TOP, "{e}");
+    let shown = &rows[..TOP];
+    let cleaner = shown
+        .iter()
+        .find(|r| r.name == "Common-Cleaner")
+        .unwrap_or_else(|| panic!("Common-Cleaner not among the rows shown:\n{e}"));
+    assert!(
+        near(cleaner.net, -HANDED),
+        "cleaner net {}\n{e}",
+        cleaner.net
+    );
+    let producer = shown.iter().find(|r| r.name == "producer").unwrap();
+    assert!(near(producer.net, HANDED), "producer net {}", producer.net);
+    assert!(
+        shown.windows(2).all(|w| w[0].net.abs() >= w[1].net.abs()),
+        "shown rows not by |net|:\n{e}"
+    );
+    // Live threads: main, jvmalloc, producer, cleaner and the churners.
+    let live = 4 + CHURN;
+    assert_eq!(rows[more].name, format!("[{} more]", live - TOP), "{e}");
+    assert!(rows[more + 1].name.starts_with("[exited: "), "{e}");
+    assert!(rows[more + 2].name.starts_with("[unregistered: "), "{e}");
+    assert_eq!(rows.len(), more + 3, "{e}");
+    // Sections: the RSS split, then the size classes, then memory, configuration, threads.
+    let lines: Vec<&str> = e.lines().collect();
+    let at = |prefix: &str| {
+        lines
+            .iter()
+            .position(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line starting {prefix:?} in\n{e}"))
+    };
+    let order = [
+        at("=== jvmalloc statistics #"),
+        at("RSS split "),
+        at("size classes: "),
+        at("memory "),
+        at("configuration: "),
+        at("threads: "),
+        at("reconciliation: "),
+        at("arenas: "),
+        at("=== end of jvmalloc statistics #"),
+    ];
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}\n{e}");
+
+    // The JSON dump lists every thread, in the same order.
+    let dir = temp_dir("cleaner");
+    let out = json_env(run(&prog).args(["cleaner", &CHURN.to_string()]), &dir, "c")
+        .env("JVMALLOC_STATS_TOP", TOP.to_string())
+        .output();
+    out.assert_ok();
+    let d = load(&dir.join("c-1.json"));
+    let threads = d["threads"].arr();
+    assert_eq!(threads.len(), live, "{threads:?}");
+    let key = |t: &Value| (t["net"].int().abs(), t["allocated"].int());
+    assert!(
+        threads.windows(2).all(|w| key(&w[0]) >= key(&w[1])),
+        "{threads:?}"
+    );
+    let first: Vec<&str> = threads[..2].iter().map(|t| t["name"].str()).collect();
+    assert!(
+        first.contains(&"Common-Cleaner") && first.contains(&"producer"),
+        "{first:?}"
+    );
+    assert!(near(thread(&d, "Common-Cleaner")["net"].int(), -HANDED));
+    assert_reconciles(&d);
 }
 
 #[test]
