@@ -31,6 +31,8 @@ mod request;
 #[path = "../../src/scope.rs"]
 #[allow(dead_code)] // The library's reading of its own executable is not needed here.
 mod scope;
+#[allow(dead_code)] // Not wired to a subcommand yet.
+mod symbolize;
 mod target;
 mod watch;
 
