@@ -341,9 +341,15 @@ fn read_raw_conf() -> &'static [u8] {
         // them, or a program whose main thread calls pthread_exit would never end.
         "sets background_thread (use JVMALLOC_BACKGROUND_THREAD=1)"
     } else if raw.split(|&b| b == b',').any(|pair| {
-        [&b"prof_final:"[..], b"prof_gdump:", b"lg_prof_interval:", b"prof_leak:", b"prof_prefix:"]
-            .iter()
-            .any(|k| pair.starts_with(k))
+        [
+            &b"prof_final:"[..],
+            b"prof_gdump:",
+            b"lg_prof_interval:",
+            b"prof_leak:",
+            b"prof_prefix:",
+        ]
+        .iter()
+        .any(|k| pair.starts_with(k))
     }) {
         // jemalloc writes those profiles itself, with creat(2) and mode 0644, next to the
         // program: profiles come from `jvmalloc profile` instead.
@@ -618,7 +624,10 @@ fn read_profile() -> ProfileConfig {
                 ProfileMode::Never
             } else {
                 warn(NAME, raw, |l| {
-                    write!(l, " is not on, off or never; using {default_word} (the default)")
+                    write!(
+                        l,
+                        " is not on, off or never; using {default_word} (the default)"
+                    )
                 });
                 PROFILE_DEFAULT
             }

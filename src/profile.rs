@@ -246,13 +246,15 @@ pub fn size_classes() -> Vec<(u64, u64, u64)> {
     }
     let n = |name| jemalloc::read::<u32>(name).unwrap_or(0) as usize;
     let mut out = Vec::new();
-    for (kind, count) in [("bin", n(c"arenas.nbins")), ("lextent", n(c"arenas.nlextents"))] {
+    for (kind, count) in [
+        ("bin", n(c"arenas.nbins")),
+        ("lextent", n(c"arenas.nlextents")),
+    ] {
         let (live, size) = match kind {
             "bin" => (c"prof.stats.bins.0.live", c"arenas.bin.0.size"),
             _ => (c"prof.stats.lextents.0.live", c"arenas.lextent.0.size"),
         };
-        let (Some(live), Some(size)) = (jemalloc::Mib::new(live), jemalloc::Mib::new(size))
-        else {
+        let (Some(live), Some(size)) = (jemalloc::Mib::new(live), jemalloc::Mib::new(size)) else {
             continue;
         };
         for i in 0..count {
@@ -308,16 +310,17 @@ fn build_ids() -> Vec<(u64, u64, String)> {
             // SAFETY: a PT_NOTE segment lies inside a loaded segment of this object (the
             // loader maps every note the linker places; it is read-only data).
             let notes = unsafe {
-                std::slice::from_raw_parts(
-                    (base + ph.p_vaddr) as *const u8,
-                    ph.p_memsz as usize,
-                )
+                std::slice::from_raw_parts((base + ph.p_vaddr) as *const u8, ph.p_memsz as usize)
             };
             id = id.or_else(|| find_build_id(notes));
         }
         let Some(id) = id else { return 0 };
         for ph in phdrs.iter().filter(|p| p.p_type == libc::PT_LOAD) {
-            out.push((base + ph.p_vaddr, base + ph.p_vaddr + ph.p_memsz, id.clone()));
+            out.push((
+                base + ph.p_vaddr,
+                base + ph.p_vaddr + ph.p_memsz,
+                id.clone(),
+            ));
         }
         0
     }
@@ -456,7 +459,10 @@ pub fn summary() -> Option<Summary> {
             } else {
                 crate::names::pool_name(name)
             };
-            threads.entry(pool).or_insert_with(Estimate::default).add(&e);
+            threads
+                .entry(pool)
+                .or_insert_with(Estimate::default)
+                .add(&e);
             libs.entry(lib.clone())
                 .or_insert_with(Estimate::default)
                 .add(&e);
@@ -489,13 +495,22 @@ pub fn raw_json(pid: u32, unix_time: u64, uptime_s: f64) -> Result<String, Strin
     crate::report::js(&mut o, &own);
     o.push_str(",\"threads\":[");
     for (i, t) in raw.threads.iter().enumerate() {
-        let _ = write!(o, "{}{{\"uid\":{},\"name\":", if i > 0 { "," } else { "" }, t.uid);
+        let _ = write!(
+            o,
+            "{}{{\"uid\":{},\"name\":",
+            if i > 0 { "," } else { "" },
+            t.uid
+        );
         crate::report::js(&mut o, &t.name);
         o.push('}');
     }
     o.push_str("],\"stacks\":[");
     for (i, s) in raw.stacks.iter().enumerate() {
-        o.push_str(if i > 0 { ",{\"frames\":[" } else { "{\"frames\":[" });
+        o.push_str(if i > 0 {
+            ",{\"frames\":["
+        } else {
+            "{\"frames\":["
+        });
         for (j, f) in s.frames.iter().enumerate() {
             let _ = write!(o, "{}\"{f:#x}\"", if j > 0 { "," } else { "" });
         }
@@ -586,7 +601,10 @@ MAPPED_LIBRARIES:
             ]
         );
         assert_eq!(r.stacks.len(), 2);
-        assert_eq!(r.stacks[0].frames, vec![0x7f0000001000, 0x7f0000002000, 0x7f0000003000]);
+        assert_eq!(
+            r.stacks[0].frames,
+            vec![0x7f0000001000, 0x7f0000002000, 0x7f0000003000]
+        );
         assert_eq!(
             r.stacks[1].counts,
             vec![Count {
@@ -629,7 +647,10 @@ MAPPED_LIBRARIES:
     #[test]
     fn finds_gnu_build_ids_in_notes() {
         let mut n = Vec::new();
-        for (name, kind, desc) in [(&b"XY\0\0"[..], 1u32, &[9u8; 3][..]), (b"GNU\0", 3, &[0xab, 0xcd])] {
+        for (name, kind, desc) in [
+            (&b"XY\0\0"[..], 1u32, &[9u8; 3][..]),
+            (b"GNU\0", 3, &[0xab, 0xcd]),
+        ] {
             n.extend_from_slice(&(name.len() as u32).to_ne_bytes());
             n.extend_from_slice(&(desc.len() as u32).to_ne_bytes());
             n.extend_from_slice(&kind.to_ne_bytes());

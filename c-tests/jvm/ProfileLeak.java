@@ -88,10 +88,10 @@ public class ProfileLeak {
             d.end();
         });
         churn("direct-churn", () -> {
-            ByteBuffer b = ByteBuffer.allocateDirect(4096);
+            ByteBuffer b = ByteBuffer.allocateDirect(1024);
             b.put(0, (byte) 1);
             // Heap garbage, so that young collections (and the cleaner that frees dropped
-            // direct buffers) come often: 16 times the direct bytes.
+            // direct buffers) come often: 64 times the direct bytes.
             byte[] g = new byte[64 << 10];
             g[0] = 1;
         });

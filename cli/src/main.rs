@@ -24,10 +24,10 @@ mod deadline;
 mod diff;
 mod dump;
 mod dumpfile;
-mod profile;
 #[path = "../../src/names.rs"]
 #[allow(dead_code)] // The library's file-name templates are not needed here.
 mod names;
+mod profile;
 #[cfg(test)]
 mod proptests;
 #[path = "../../src/request.rs"]
@@ -36,6 +36,7 @@ mod request;
 #[path = "../../src/scope.rs"]
 #[allow(dead_code)] // The library's reading of its own executable is not needed here.
 mod scope;
+mod symbolize;
 mod target;
 #[path = "../../src/timefmt.rs"]
 mod timefmt;
@@ -278,7 +279,11 @@ fn run(command: Command) -> Result<(), String> {
             timeout,
         } => {
             if start || stop {
-                let what = if start { "profile start" } else { "profile stop" };
+                let what = if start {
+                    "profile start"
+                } else {
+                    "profile stop"
+                };
                 return dump::run(pid, what, None, 0o600, secs(timeout));
             }
             let file = output

@@ -154,8 +154,11 @@ pub struct Profile {
     pub by_thread: Vec<Row>,
     pub by_size_class: Vec<Row>,
     pub sites: Vec<Site>,
-    /// Stacks that reach JIT-compiled or interpreted Java code no perf map named.
+    /// Stacks that reach code in no file (JIT-compiled or interpreted Java) that no perf
+    /// map named.
     pub unnamed_java: usize,
+    /// The perf map Java frames were named from, if one was read.
+    pub perf_map: Option<String>,
     pub warnings: Vec<String>,
 }
 
@@ -188,8 +191,16 @@ pub fn perf_map_of(pid: u32) -> Option<PathBuf> {
 }
 
 fn ranked(m: HashMap<String, Live>) -> Vec<Row> {
-    let mut v: Vec<Row> = m.into_iter().map(|(name, live)| Row { name, live }).collect();
-    v.sort_by(|a, b| b.live.bytes.total_cmp(&a.live.bytes).then(a.name.cmp(&b.name)));
+    let mut v: Vec<Row> = m
+        .into_iter()
+        .map(|(name, live)| Row { name, live })
+        .collect();
+    v.sort_by(|a, b| {
+        b.live
+            .bytes
+            .total_cmp(&a.live.bytes)
+            .then(a.name.cmp(&b.name))
+    });
     v
 }
 
@@ -226,8 +237,18 @@ pub fn build(answer: &[u8], pid: u32, perf_map: Option<PathBuf>) -> Result<Profi
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
+    let given = perf_map.is_some();
     let perf_map = perf_map.or_else(|| perf_map_of(pid));
     let mut sym = Symbolizer::new(mappings, root_of(pid), perf_map.clone());
+    let mut warnings = Vec::new();
+    let perf_map = match (sym.perf_map_entries(), perf_map) {
+        (Ok(_), Some(p)) => Some(p.display().to_string()),
+        (Err(why), Some(p)) if given => {
+            warnings.push(format!("perf map {}: {why}", p.display()));
+            None
+        }
+        _ => None,
+    };
     let own = sites::basename(&raw.library).to_string();
     let names: HashMap<u64, &str> = raw.threads.iter().map(|t| (t.uid, &*t.name)).collect();
 
@@ -262,8 +283,15 @@ pub fn build(answer: &[u8], pid: u32, perf_map: Option<PathBuf>) -> Result<Profi
             .map_or("[runtime]".to_string(), |f| {
                 f.library.clone().unwrap_or("[no file]".to_string())
             });
+        // The JNI/JVM function Java called, or else (when it tail-called the allocator and
+        // left no frame, as JDK 25's Unsafe_AllocateMemory0 does) the Java method itself,
+        // when the perf map names it.
         let entry = frames.iter().find_map(|f| {
-            let e = sites::entry_name(f.name.as_deref()?)?;
+            let name = f.name.as_deref()?;
+            if f.java {
+                return Some((java_method(name).to_string(), f.library.clone()));
+            }
+            let e = sites::entry_name(name)?;
             Some((e.to_string(), f.library.clone()))
         });
         if frames
@@ -292,9 +320,11 @@ pub fn build(answer: &[u8], pid: u32, perf_map: Option<PathBuf>) -> Result<Profi
                 .entry(library.clone())
                 .or_insert_with(Live::default)
                 .add(&live);
-            let entry_key = entry.as_ref().map_or("[no entry point]".to_string(), |(e, l)| {
-                format!("{e} ({})", l.as_deref().unwrap_or("?"))
-            });
+            let entry_key = entry
+                .as_ref()
+                .map_or("[no entry point]".to_string(), |(e, l)| {
+                    format!("{e} ({})", l.as_deref().unwrap_or("?"))
+                });
             by_entry
                 .entry(entry_key)
                 .or_insert_with(Live::default)
@@ -352,9 +382,19 @@ pub fn build(answer: &[u8], pid: u32, perf_map: Option<PathBuf>) -> Result<Profi
         by_thread: ranked(by_thread),
         by_size_class,
         sites,
-        unnamed_java: if perf_map.is_some() { 0 } else { unnamed_java },
-        warnings: sym.warnings(),
+        unnamed_java,
+        perf_map,
+        warnings: warnings.into_iter().chain(sym.warnings()).collect(),
     })
+}
+
+/// A perf map's method name without its return type (`long a.B.c(int)` -> `a.B.c(int)`).
+fn java_method(name: &str) -> &str {
+    let head = name.find('(').unwrap_or(name.len());
+    match name[..head].rfind(' ') {
+        Some(i) => &name[i + 1..],
+        None => name,
+    }
 }
 
 fn mib(v: f64) -> f64 {
@@ -419,7 +459,13 @@ pub fn text(p: &Profile, top: usize) -> String {
          about 1/sqrt(samples) of a row)"
     );
     let t = p.total.bytes;
-    table(&mut o, "by library (first frame outside libc and the allocator)", &p.by_library, t, top);
+    table(
+        &mut o,
+        "by library (first frame outside libc and the allocator)",
+        &p.by_library,
+        t,
+        top,
+    );
     table(&mut o, "by JNI / JVM entry point", &p.by_entry, t, top);
     table(&mut o, "by allocating thread", &p.by_thread, t, top);
     let classes: Vec<Row> = p
@@ -457,13 +503,23 @@ pub fn text(p: &Profile, top: usize) -> String {
             }
         }
     }
-    if p.unnamed_java > 0 {
-        let _ = writeln!(
-            o,
-            "\n{} stack(s) end in Java code (addresses in no file): run `jcmd {} Compiler.perfmap` \
-             (JDK 17+) and profile again to name JIT-compiled methods",
-            p.unnamed_java, p.pid
-        );
+    match (&p.perf_map, p.unnamed_java) {
+        (_, 0) => {}
+        (None, n) => {
+            let _ = writeln!(
+                o,
+                "\n{n} stack(s) reach Java code (addresses in no file): run `jcmd {} Compiler.perfmap` \
+                 (JDK 17+) and profile again to name the compiled methods",
+                p.pid
+            );
+        }
+        (Some(map), n) => {
+            let _ = writeln!(
+                o,
+                "\n{n} stack(s) reach Java code that {map} does not name (interpreted frames, or \
+                 code compiled after the map was written)"
+            );
+        }
     }
     o
 }
@@ -491,7 +547,10 @@ pub fn collapsed(p: &Profile) -> String {
 pub fn svg(p: &Profile) -> Result<Vec<u8>, String> {
     let lines = collapsed(p);
     let mut opts = inferno::flamegraph::Options::default();
-    opts.title = format!("jvmalloc: live native memory of pid {} by allocation site", p.pid);
+    opts.title = format!(
+        "jvmalloc: live native memory of pid {} by allocation site",
+        p.pid
+    );
     opts.count_name = "bytes".to_string();
     opts.name_type = "Site:".to_string();
     let mut out = Vec::new();
@@ -507,7 +566,11 @@ pub fn svg(p: &Profile) -> Result<Vec<u8>, String> {
 pub fn read(path: &std::path::Path) -> Result<Profile, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let line = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
     serde_json::from_str::<Profile>(line).map_err(|e| {
         format!(
             "{} is not a whole jvmalloc profile (jvmalloc profile --format json): {e}",
@@ -546,22 +609,24 @@ impl Growth {
 fn growth(old: &[(String, Live)], new: &[(String, Live)]) -> Vec<Growth> {
     let mut m: HashMap<&str, Growth> = HashMap::new();
     for (k, l) in old {
-        m.entry(k).or_insert_with(|| Growth {
-            name: k.clone(),
-            old: Live::default(),
-            new: Live::default(),
-        })
-        .old
-        .add(l);
+        m.entry(k)
+            .or_insert_with(|| Growth {
+                name: k.clone(),
+                old: Live::default(),
+                new: Live::default(),
+            })
+            .old
+            .add(l);
     }
     for (k, l) in new {
-        m.entry(k).or_insert_with(|| Growth {
-            name: k.clone(),
-            old: Live::default(),
-            new: Live::default(),
-        })
-        .new
-        .add(l);
+        m.entry(k)
+            .or_insert_with(|| Growth {
+                name: k.clone(),
+                old: Live::default(),
+                new: Live::default(),
+            })
+            .new
+            .add(l);
     }
     let mut v: Vec<Growth> = m.into_values().collect();
     v.sort_by(|a, b| b.delta().total_cmp(&a.delta()).then(a.name.cmp(&b.name)));
@@ -575,6 +640,25 @@ fn rows(r: &[Row]) -> Vec<(String, Live)> {
 fn site_key(s: &Site) -> String {
     let frames: Vec<&str> = s.frames.iter().map(|f| f.label.as_str()).collect();
     format!("thread {}: {}", s.thread, frames.join(" <- "))
+}
+
+/// Frames shown per stack in a diff line (the rest are counted).
+const DIFF_FRAMES: usize = 6;
+
+/// A site key cut to its first [`DIFF_FRAMES`] frames, for one line of text.
+fn short_key(key: &str) -> String {
+    let Some((thread, frames)) = key.split_once(": ") else {
+        return key.to_string();
+    };
+    let frames: Vec<&str> = frames.split(" <- ").collect();
+    if frames.len() <= DIFF_FRAMES {
+        return key.to_string();
+    }
+    format!(
+        "{thread}: {} <- ... ({} more)",
+        frames[..DIFF_FRAMES].join(" <- "),
+        frames.len() - DIFF_FRAMES
+    )
 }
 
 /// Checks that two profiles can be compared: same process unless `allow_different`, old
@@ -672,7 +756,7 @@ pub fn diff(old: &Profile, new: &Profile, top: usize) -> String {
             mib(r.sigma()),
             mib(r.old.bytes),
             mib(r.new.bytes),
-            r.name
+            short_key(&r.name)
         );
     }
     o
@@ -693,8 +777,14 @@ mod tests {
 
     #[test]
     fn growth_ranks_a_growing_key_above_a_churning_one() {
-        let old = vec![("leak".to_string(), live(10.0, 0.5)), ("churn".to_string(), live(50.0, 3.0))];
-        let new = vec![("leak".to_string(), live(30.0, 0.8)), ("churn".to_string(), live(52.0, 3.0))];
+        let old = vec![
+            ("leak".to_string(), live(10.0, 0.5)),
+            ("churn".to_string(), live(50.0, 3.0)),
+        ];
+        let new = vec![
+            ("leak".to_string(), live(30.0, 0.8)),
+            ("churn".to_string(), live(52.0, 3.0)),
+        ];
         let g = growth(&old, &new);
         assert_eq!(g[0].name, "leak");
         assert!((g[0].delta() - 20.0 * MIB).abs() < 1.0);
@@ -702,6 +792,19 @@ mod tests {
         // A key only in one profile counts from or to zero.
         let g = growth(&[], &[("new".to_string(), live(1.0, 0.0))]);
         assert_eq!(g[0].old, Live::default());
+    }
+
+    #[test]
+    fn java_methods_lose_their_return_type() {
+        assert_eq!(
+            java_method("long java.util.zip.Deflater.init(int, int, boolean)"),
+            "java.util.zip.Deflater.init(int, int, boolean)"
+        );
+        assert_eq!(java_method("Interpreter"), "Interpreter");
+        assert_eq!(
+            java_method("void a.B.c(java.lang.String x)"),
+            "a.B.c(java.lang.String x)"
+        );
     }
 
     #[test]
@@ -715,7 +818,10 @@ mod tests {
     #[test]
     fn a_truncated_answer_is_one_clear_error() {
         let e = build(b"{\"schema\":\"jvmalloc-profile-raw\",\"vers", 1, None).unwrap_err();
-        assert!(e.starts_with("the profile from process 1 is not readable"), "{e}");
+        assert!(
+            e.starts_with("the profile from process 1 is not readable"),
+            "{e}"
+        );
         assert!(!e.contains('\n'));
     }
 }
