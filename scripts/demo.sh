@@ -10,7 +10,9 @@
 # -XX:TrimNativeHeapInterval=1000 (malloc_trim every second); Debian's libjemalloc2 (what
 # Flink's Docker image preloads); jvmalloc. Part 2 runs it once more under jvmalloc, takes
 # a statistics dump after the warm-up and another after the leak has grown (kill -USR1),
-# and prints the part of the second dump that points at the leak.
+# and prints the part of the second dump that points at the leak. Part 3 prints the top of
+# the allocation-site profile taken at the same moment (`jvmalloc profile`), which names
+# the code that holds the leaked memory.
 #
 # Three runs per allocator, because single runs of glibc and libjemalloc2 vary by up to a
 # fifth (which threads share an arena depends on timing); the table gives the median and
@@ -201,6 +203,9 @@ sleep 3
 kill -USR1 "$PID"
 echo "  after the rest of the work, while the leak grew, and 3 s idle: kill -USR1 $PID -> dump #2; its first lines:"
 waitfile "$tmp/dump-2.txt"
+# The allocation-site profile of the same moment (sampling is on by default), taken before
+# the JVM is stopped; printed after the dump.
+target/release/jvmalloc profile "$PID" --top 3 >"$tmp/profile.txt"
 stop "$PID"
 echo
 d=$tmp/dump-2.txt
@@ -224,5 +229,21 @@ if [ "$grew" = "native malloc" ] && [ -n "$row" ]; then
     echo "What grew between the dumps is native malloc, and the leaky-deflater thread holds $mib MiB of it: the leak, by name."
 else
     echo "Between the dumps '${grew:-?}' grew most (headline above); the leaky-deflater row: ${row:-not in the table}."
+fi
+
+echo
+echo "== part 3: the top of an allocation-site profile: jvmalloc profile $PID"
+# the header, the entry-point table and the biggest stack
+sed -n 1,2p "$tmp/profile.txt"
+awk '/^by JNI/ {p = 1} p && /^$/ {exit} p' "$tmp/profile.txt"
+awk '/^top stacks/ {p = 1} p && /^#2/ {exit} p' "$tmp/profile.txt"
+echo "..."
+echo
+top=$(awk '/^by JNI/ {getline; print $1; exit}' "$tmp/profile.txt")
+site=$(awk '/^#1 / {print; exit}' "$tmp/profile.txt")
+if [ "$top" = Java_java_util_zip_Deflater_init ] && grep -q 'thread leaky-deflater' <<<"$site"; then
+    echo "The profile names the code: live native memory allocated under Deflater.init (Java_java_util_zip_Deflater_init) by the leaky-deflater thread, with its stack."
+else
+    echo "The biggest entry point is ${top:-?}; the biggest site: ${site:-none}."
 fi
 echo "(demo took $((SECONDS - began)) s)"

@@ -86,7 +86,9 @@ fn verbose_prints_the_effective_configuration_once() {
     );
     assert!(
         lines[0].contains(
-            "\"narenas:5,dirty_decay_ms:2500,muzzy_decay_ms:100,tcache_max:16384,oversize_threshold:67108864,lg_extent_max_active_fit:4\""
+            "\"narenas:5,dirty_decay_ms:2500,muzzy_decay_ms:100,tcache_max:16384,oversize_threshold:67108864,\
+             prof:true,prof_active:true,lg_prof_sample:19,prof_sys_thread_name:true,prof_stats:true,\
+             lg_extent_max_active_fit:4\""
         ),
         "{}",
         lines[0]
@@ -130,6 +132,8 @@ fn bad_values_give_one_line_and_never_harm_the_program() {
         "JVMALLOC_TCACHE_MAX",
         "JVMALLOC_JEMALLOC_CONF",
         "JVMALLOC_VERBOSE",
+        "JVMALLOC_PROFILE",
+        "JVMALLOC_PROFILE_SAMPLE",
     ];
     let values = [
         "abc",
@@ -162,6 +166,38 @@ fn out_of_range_values_are_clamped_and_said() {
         out.jvmalloc_lines(),
         ["jvmalloc: JVMALLOC_TCACHE_MAX=\"1g\" is out of range (0 to 32768); using 32768"]
     );
+}
+
+#[test]
+fn profile_variables_are_said_plainly() {
+    let out = run(hello()).env("JVMALLOC_PROFILE_SAMPLE", "300k").output();
+    out.assert_ok();
+    assert_eq!(
+        out.jvmalloc_lines(),
+        ["jvmalloc: JVMALLOC_PROFILE_SAMPLE=\"300k\" is not a power of two, which jemalloc needs; using 262144 bytes (2^18)"]
+    );
+    let out = run(hello()).env("JVMALLOC_PROFILE", "sometimes").output();
+    out.assert_ok();
+    assert_eq!(
+        out.jvmalloc_lines(),
+        ["jvmalloc: JVMALLOC_PROFILE=\"sometimes\" is not on, off or never; using on (the default)"]
+    );
+    // jemalloc would write profile files itself, mode 0644: refused.
+    let out = run(hello())
+        .env("JVMALLOC_JEMALLOC_CONF", "prof_final:true")
+        .output();
+    out.assert_ok();
+    assert_eq!(
+        out.jvmalloc_lines(),
+        ["jvmalloc: JVMALLOC_JEMALLOC_CONF=\"prof_final:true\" asks jemalloc to write profile files itself (use `jvmalloc profile`); ignored"]
+    );
+    // Out of scope, profiling is not armed: the options given to jemalloc leave it out.
+    let out = run(hello())
+        .env("JVMALLOC_PROCESSES", "java")
+        .env("JVMALLOC_VERBOSE", "1")
+        .output();
+    out.assert_ok();
+    assert!(!out.stderr.contains("prof:true"), "{}", out.stderr);
 }
 
 #[test]

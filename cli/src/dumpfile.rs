@@ -33,6 +33,23 @@ pub struct Dump {
     pub size_classes: Vec<SizeClass>,
     /// The parts of RSS by key (`rss_split`), empty in dumps of older libraries.
     pub rss_split: BTreeMap<String, i128>,
+    /// Live sampled bytes by thread and library, with allocation-site sampling.
+    pub profile: Option<DumpProfile>,
+}
+
+/// The `profile` member of a dump (estimates, so floating point).
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub struct DumpProfile {
+    pub by_library: Vec<Estimate>,
+    pub by_thread: Vec<Estimate>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub struct Estimate {
+    pub name: String,
+    pub bytes: f64,
 }
 
 /// The parts of `rss_split` in the order the library lists them, with their labels.

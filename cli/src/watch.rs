@@ -2,7 +2,8 @@
 //! for a JSON dump over the request channel and prints one line: RSS, malloc's live bytes,
 //! the allocator's overhead and the RSS that malloc does not own (MiB, each with its change
 //! since the previous line), and the thread pool and the size class that grew fastest
-//! since then (pools and classes as `jvmalloc diff` ranks them).
+//! since then (pools and classes as `jvmalloc diff` ranks them), and, with allocation-site
+//! sampling, the library whose live sampled bytes grew most.
 //!
 //! It ends after `--count` lines, when the target exits (a last line says so; exit code
 //! 0), or on Ctrl-C (SIGINT) or SIGTERM (exit code 0, no half line).
@@ -64,7 +65,7 @@ fn human(v: i128) -> String {
 
 fn header() -> String {
     format!(
-        "{:<8}  {:>9} {:>7}  {:>10} {:>7}  {:>12} {:>7}  {:>8} {:>7}  {:>14} {:>7}  {:<28}  {}\n",
+        "{:<8}  {:>9} {:>7}  {:>10} {:>7}  {:>12} {:>7}  {:>8} {:>7}  {:>14} {:>7}  {:<28}  {:<28}  {}\n",
         "time UTC",
         "RSS MiB",
         "change",
@@ -77,7 +78,8 @@ fn header() -> String {
         "not malloc MiB",
         "change",
         "fastest pool (net)",
-        "fastest size class (live)"
+        "fastest size class (live)",
+        "fastest library (sampled)"
     )
 }
 
@@ -120,10 +122,29 @@ fn line(old: Option<&Dump>, new: &Dump) -> String {
                 }),
         ),
     };
+    let library = match (old.and_then(|o| o.profile.as_ref()), &new.profile) {
+        (Some(o), Some(n)) => {
+            let before = |name: &str| {
+                o.by_library
+                    .iter()
+                    .find(|e| e.name == name)
+                    .map_or(0.0, |e| e.bytes)
+            };
+            n.by_library
+                .iter()
+                .map(|e| (e.name.as_str(), e.bytes - before(&e.name)))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .filter(|(_, g)| *g >= 1.0)
+                .map_or("-".into(), |(name, g)| {
+                    format!("{name} {}", human(g as i128))
+                })
+        }
+        _ => "-".to_string(),
+    };
     // `YYYY-MM-DDTHH:MM:SSZ` -> `HH:MM:SS`.
     let time = new.time.get(11..19).unwrap_or(&new.time);
     format!(
-        "{time:<8}  {:>9.1} {:>7}  {:>10.1} {:>7}  {:>12.1} {:>7}  {heap_mib:>8} {:>7}  {:>14.1} {:>7}  {pool:<28}  {class}\n",
+        "{time:<8}  {:>9.1} {:>7}  {:>10.1} {:>7}  {:>12.1} {:>7}  {heap_mib:>8} {:>7}  {:>14.1} {:>7}  {pool:<28}  {class:<28}  {library}\n",
         mib(figures[0]),
         change(0),
         mib(figures[1]),
@@ -197,7 +218,8 @@ mod tests {
         dumpfile::parse(&format!(
             r#"{{"jvmalloc_stats":1,"time":"2026-01-02T03:04:05Z","memory":{{"rss":{rss},"allocated":1048576,"overhead":0,"rss_not_malloc":0}},
                "threads":[{{"name":"pool-3-thread-7","net":{pool_net}}},{{"name":"main","net":5}}],
-               "size_classes":[{{"kind":"small","size":48,"live_bytes":{live},"live_regions":1}}]}}"#
+               "size_classes":[{{"kind":"small","size":48,"live_bytes":{live},"live_regions":1}}],
+               "profile":{{"active":true,"by_library":[{{"name":"libz.so.1","bytes":{live}.0}}]}}}}"#
         ))
         .unwrap()
     }
@@ -212,10 +234,14 @@ mod tests {
         let second = line(Some(&a), &b);
         assert_eq!(words(&second)[1..3], ["103.0", "+3.0"], "{second}");
         assert!(second.contains("pool-N-thread-N +3.0 MiB"), "{second}");
-        assert!(second.trim_end().ends_with("48 small +2.0 KiB"), "{second}");
-        // Nothing grew: no pool, no class.
+        assert!(second.contains("48 small +2.0 KiB"), "{second}");
+        assert!(
+            second.trim_end().ends_with("libz.so.1 +2.0 KiB"),
+            "{second}"
+        );
+        // Nothing grew: no pool, no class, no library.
         let same = line(Some(&b), &b);
-        assert_eq!(words(&same)[11..], ["-", "-"], "{same}");
+        assert_eq!(words(&same)[11..], ["-", "-", "-"], "{same}");
         // Not a JVM: no heap column figures.
         assert_eq!(words(&same)[7..9], ["-", "-"], "{same}");
         // The header's columns line up with the lines'.
