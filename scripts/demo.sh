@@ -205,7 +205,11 @@ echo "  after the rest of the work, while the leak grew, and 3 s idle: kill -USR
 waitfile "$tmp/dump-2.txt"
 # The allocation-site profile of the same moment (sampling is on by default), taken before
 # the JVM is stopped; printed after the dump.
+# `jcmd Compiler.perfmap` writes /tmp/perf-<pid>.map, which names the Java method where the
+# native stack begins.
+jcmd "$PID" Compiler.perfmap >/dev/null 2>&1 || true
 target/release/jvmalloc profile "$PID" --top 3 >"$tmp/profile.txt"
+rm -f "/tmp/perf-$PID.map"
 stop "$PID"
 echo
 d=$tmp/dump-2.txt
@@ -215,7 +219,8 @@ echo "..."
 # the thread table's header, the line under it, column names and first three rows, and the
 # leaking thread's row
 awk '/^threads:/ {p = 1} p && n++ < 6' "$d"
-row=$(grep -m1 ' leaky-deflater ' "$d" || true)
+# the leaking thread's row in the thread table (the sampled tables above it name it too)
+row=$(awk '/^threads:/ {p = 1} p && / leaky-deflater / {print; exit}' "$d")
 if [ -n "$row" ] && ! awk '/^threads:/ {p = 1} p && n++ < 6' "$d" | grep -q ' leaky-deflater '; then
     echo "     ..."
     echo "$row"
@@ -226,7 +231,7 @@ headline=$(sed -n 2p "$d")
 grew=$(sed -E -n 's/^grew most since dump #[0-9]+ \([^)]*\): ([a-zA-Z ]+) \+.*/\1/p' <<<"$headline")
 if [ "$grew" = "native malloc" ] && [ -n "$row" ]; then
     mib=$(awk '{print $NF}' <<<"$row")
-    echo "What grew between the dumps is native malloc, and the leaky-deflater thread holds $mib MiB of it: the leak, by name."
+    echo "What grew between the dumps is native malloc, and the leaky-deflater thread allocated $mib MiB more than it freed: the leak, by name."
 else
     echo "Between the dumps '${grew:-?}' grew most (headline above); the leaky-deflater row: ${row:-not in the table}."
 fi

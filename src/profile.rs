@@ -22,7 +22,7 @@
 //! the allocation path.
 
 use crate::jemalloc;
-use crate::sites;
+use crate::sites::{self, Mapping};
 use std::collections::HashMap;
 use std::fmt::Write;
 
@@ -278,16 +278,6 @@ pub fn class_estimate(size: u64, samples: u64, interval: u64) -> Estimate {
         bytes_in: samples * size,
     }
     .estimate(interval)
-}
-
-/// A file mapping of the process, with the build-id of the object it belongs to.
-#[derive(Clone, Debug)]
-pub struct Mapping {
-    pub start: u64,
-    pub end: u64,
-    pub offset: u64,
-    pub path: String,
-    pub build_id: Option<String>,
 }
 
 /// Build-ids of loaded objects, by the address ranges of their loadable segments.

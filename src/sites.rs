@@ -9,6 +9,17 @@
 //!   `Unsafe_*`, `JNI_*`, `jni_*`, `jvmti_*`, `jmm_*`, `WB_*`. It names the Java code that
 //!   crossed into native code.
 
+/// A file mapping of a process (a line of `/proc/<pid>/maps`), with the GNU build-id of the
+/// object it belongs to, as the process read it from memory (hex, lowercase).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapping {
+    pub start: u64,
+    pub end: u64,
+    pub offset: u64,
+    pub path: String,
+    pub build_id: Option<String>,
+}
+
 /// The last path component (`/usr/lib/x86_64-linux-gnu/libz.so.1` → `libz.so.1`).
 pub fn basename(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)

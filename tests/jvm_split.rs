@@ -24,7 +24,7 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -255,16 +255,7 @@ impl Jvm {
             .arg("SplitGrow")
             .spawn_with_stderr(&dir.join("stderr.txt"));
         let stdin = child.stdin.take().unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines() {
-                let Ok(l) = l else { break };
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = stdout_lines(&mut child);
         let mut j = Jvm {
             label: label.to_string(),
             jdk: jdk.to_path_buf(),

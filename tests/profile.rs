@@ -15,7 +15,7 @@
 mod common;
 use common::*;
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command};
 use std::sync::mpsc;
@@ -39,16 +39,7 @@ impl Program {
         let stderr = dir.join("stderr.txt");
         let mut child = r.spawn_with_stderr(&stderr);
         let stdin = child.stdin.take().unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines() {
-                let Ok(l) = l else { break };
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = stdout_lines(&mut child);
         let mut p = Program {
             child,
             stdin,
@@ -261,7 +252,35 @@ fn c_leak_is_named_by_function_library_and_thread() {
         &svg[..200.min(svg.len())]
     );
 
-    // Growth: 10 s later, after 16 MiB more, the leak ranks first.
+    // Dumps and metrics carry the sampled figures too.
+    let (code, dump, err) = jvmalloc(&["dump", &pid, "--format", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let dump: Value = serde_json::from_str(&dump).unwrap();
+    assert_eq!(
+        dump["profile"]["by_thread"][0]["name"], "leaker",
+        "{:#}",
+        dump["profile"]
+    );
+    assert_eq!(dump["profile"]["by_library"][0]["name"], "libleaksite.so");
+    assert!(near(bytes(&dump["profile"]["by_thread"][0]), kept, 30.0));
+    let (code, text, _) = jvmalloc(&["dump", &pid]);
+    assert_eq!(code, Some(0));
+    let by_thread = text
+        .find("live native memory by allocating thread")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(by_thread < text.find("\nthreads:").unwrap(), "{text}");
+    let (code, metrics, _) = jvmalloc(&["metrics", &pid]);
+    assert_eq!(code, Some(0));
+    assert!(
+        metrics.contains("jvmalloc_profile_sampling_active 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("jvmalloc_profile_live_bytes{library=\"libleaksite.so\"} "),
+        "{metrics}"
+    );
+
+    // Growth: after 16 MiB more, the leak ranks first.
     let kept2 = Program::figure(&p.cmd("leak 256"), "kept");
     std::thread::sleep(Duration::from_millis(300));
     let p2 = dir.join("p2.json");

@@ -36,6 +36,9 @@ mod request;
 #[path = "../../src/scope.rs"]
 #[allow(dead_code)] // The library's reading of its own executable is not needed here.
 mod scope;
+/// Which library and entry point a stack is attributed to, as the library decides it.
+#[path = "../../src/sites.rs"]
+mod sites;
 mod symbolize;
 mod target;
 #[path = "../../src/timefmt.rs"]

@@ -11,8 +11,7 @@
 //! or a flame graph, and two profiles can be compared ([`diff`]).
 
 use crate::names;
-#[path = "../../src/sites.rs"]
-mod sites;
+use crate::sites;
 use crate::symbolize::{Frame, Mapping, Symbolizer};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

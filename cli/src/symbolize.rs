@@ -42,15 +42,8 @@ use std::rc::Rc;
 type Reader = gimli::EndianRcSlice<gimli::RunTimeEndian>;
 
 /// One mapping of the target, as /proc/<pid>/maps gives it, plus the GNU build-id the target
-/// read from memory (hex, lowercase), if any.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mapping {
-    pub start: u64,
-    pub end: u64,
-    pub offset: u64,
-    pub path: String,
-    pub build_id: Option<String>,
-}
+/// read from memory, if any (the library's own type).
+pub use crate::sites::Mapping;
 
 /// A resolved frame.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -392,6 +392,24 @@ pub fn assert_one_warning(program: &Path, var: &str, value: &str, says: &str) ->
     l[0].to_string()
 }
 
+/// The child's stdout, line by line, over a channel (read on a thread of its own), so that a
+/// test can wait for a line with a timeout.
+#[allow(dead_code)] // Not every test binary talks to a long-running program.
+pub fn stdout_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    let out = child.stdout.take().expect("stdout piped");
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(out).lines() {
+            let Ok(l) = l else { break };
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
+
 /// The release `jvmalloc` command (workspace member `cli/`), built (or brought up to date)
 /// once per test binary into the same target dir as [`lib`].
 pub fn jvmalloc_cmd() -> &'static Path {
