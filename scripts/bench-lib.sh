@@ -5,9 +5,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 LIB="$PWD/target/release/libjvmalloc.so"
 BIN="$PWD/target/c-tests"
 
-# Builds the library and the C benchmark programs.
+# Builds the library (not the command: scripts/flink-e2e.sh builds that when it needs it)
+# and the C benchmark programs.
 bench_build() {
-    cargo build --release -q
+    cargo build --release -q -p jvmalloc
     mkdir -p "$BIN"
     local p
     for p in "$@"; do

@@ -2,17 +2,19 @@
 # What jvmalloc's statistics cost.
 # 1. malloc/free throughput (c-tests/throughput.c, 16 threads, cross-thread frees) under
 #    jvmalloc as built (jemalloc statistics on: the counters dumps are made of), the same
-#    library built without statistics (--no-default-features: jemalloc alone, same version
-#    and options), Debian's libjemalloc2 (what Flink's image preloads), and glibc.
+#    library built without statistics (--no-default-features --features profiling: jemalloc
+#    without statistics, same version, options and profiling build, so that only counting
+#    differs), Debian's libjemalloc2 (what Flink's image preloads), and glibc.
 #    Alternating runs, median of REPEAT (default 7), ratios to jvmalloc.
 # 2. Dump latency with 500 live threads (c-tests/dump_latency.c), text and JSON.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=bench-lib.sh
 . "$(dirname "$0")/bench-lib.sh"
 REPEAT=${REPEAT:-7}
 THREADS=${THREADS:-16}
 OPS=${OPS:-1000000}
 bench_build throughput dump_latency
-cargo build --release -q --lib --no-default-features --target-dir target/bench-nostats
+cargo build --release -q --lib --no-default-features --features profiling --target-dir target/bench-nostats
 NOSTATS="$PWD/target/bench-nostats/release/libjvmalloc.so"
 alloc_env libjemalloc2
 JEMALLOC2=${ALLOC_ENV[0]#LD_PRELOAD=}
