@@ -11,8 +11,9 @@
 # Flink's Docker image preloads); jvmalloc. Part 2 runs it once more under jvmalloc, takes
 # a statistics dump after the warm-up and another after the leak has grown (kill -USR1),
 # and prints the part of the second dump that points at the leak. Part 3 prints the top of
-# the allocation-site profile taken at the same moment (`jvmalloc profile`), which names
-# the code that holds the leaked memory.
+# the allocation-site profile taken at the same moment (sampling turned on after the
+# warm-up with `jvmalloc profile --start`), which names the code that holds the leaked
+# memory.
 #
 # Three runs per allocator, because single runs of glibc and libjemalloc2 vary by up to a
 # fifth (which threads share an arena depends on timing); the table gives the median and
@@ -197,14 +198,17 @@ waitfile() {
     done
 }
 waitfile "$tmp/dump-1.txt"
+# Allocation-site sampling is armed in every JVM and costs nothing until it is turned on:
+# turn it on now, as an operator would when starting to look.
+echo "  then: jvmalloc profile $PID --start -> $(target/release/jvmalloc profile "$PID" --start)"
 touch "$tmp/go"
 await work-done
 sleep 3
 kill -USR1 "$PID"
 echo "  after the rest of the work, while the leak grew, and 3 s idle: kill -USR1 $PID -> dump #2; its first lines:"
 waitfile "$tmp/dump-2.txt"
-# The allocation-site profile of the same moment (sampling is on by default), taken before
-# the JVM is stopped; printed after the dump.
+# The allocation-site profile of the same moment (sampling has been on since the warm-up),
+# taken before the JVM is stopped; printed after the dump.
 # `jcmd Compiler.perfmap` writes /tmp/perf-<pid>.map, which names the Java method where the
 # native stack begins.
 jcmd "$PID" Compiler.perfmap >/dev/null 2>&1 || true

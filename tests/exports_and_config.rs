@@ -87,7 +87,7 @@ fn verbose_prints_the_effective_configuration_once() {
     assert!(
         lines[0].contains(
             "\"narenas:5,dirty_decay_ms:2500,muzzy_decay_ms:100,tcache_max:16384,oversize_threshold:67108864,\
-             prof:true,prof_active:true,lg_prof_sample:19,prof_sys_thread_name:true,prof_stats:true,\
+             prof:true,prof_active:false,lg_prof_sample:19,prof_sys_thread_name:true,prof_stats:true,\
              lg_extent_max_active_fit:4\""
         ),
         "{}",
@@ -180,7 +180,7 @@ fn profile_variables_are_said_plainly() {
     out.assert_ok();
     assert_eq!(
         out.jvmalloc_lines(),
-        ["jvmalloc: JVMALLOC_PROFILE=\"sometimes\" is not on, off or never; using on (the default)"]
+        ["jvmalloc: JVMALLOC_PROFILE=\"sometimes\" is not on, off or never; using off (the default)"]
     );
     // jemalloc would write profile files itself, mode 0644: refused.
     let out = run(hello())

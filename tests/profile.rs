@@ -22,6 +22,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 const SAMPLE: &str = "65536";
+/// Sampling from the start (the default is armed but off).
+const ON: &[(&str, &str)] = &[("JVMALLOC_PROFILE", "on")];
 const MIB: f64 = 1024.0 * 1024.0;
 
 /// A running test program that answers commands on stdin with lines on stdout.
@@ -156,7 +158,7 @@ fn start_c(dir: &Path, label: &str, env: &[(&str, &str)]) -> Program {
 #[test]
 fn c_leak_is_named_by_function_library_and_thread() {
     let dir = temp_dir("profile-c");
-    let mut p = start_c(&dir, "c leak", &[]);
+    let mut p = start_c(&dir, "c leak", ON);
     let kept = Program::figure(&p.cmd("leak 512"), "kept");
     std::thread::sleep(Duration::from_millis(300));
     let prof = profile_json(p.pid, &dir.join("p1.json"), &[]);
@@ -316,7 +318,8 @@ fn c_leak_is_named_by_function_library_and_thread() {
 #[test]
 fn sampling_starts_and_stops_at_runtime() {
     let dir = temp_dir("profile-startstop");
-    let mut p = start_c(&dir, "start/stop", &[("JVMALLOC_PROFILE", "off")]);
+    // The default: armed, not sampling.
+    let mut p = start_c(&dir, "start/stop", &[]);
     let pid = p.pid.to_string();
     p.cmd("leak 256");
     let prof = profile_json(p.pid, &dir.join("off.json"), &[]);
@@ -352,7 +355,7 @@ fn sampling_starts_and_stops_at_runtime() {
 #[test]
 fn five_hundred_threads_and_a_forked_child() {
     let dir = temp_dir("profile-threads");
-    let mut p = start_c(&dir, "threads", &[]);
+    let mut p = start_c(&dir, "threads", ON);
     let kept = Program::figure(&p.cmd("leak 256"), "kept");
     p.cmd("threads 500");
     let prof = profile_json(p.pid, &dir.join("threads.json"), &[]);
@@ -422,7 +425,7 @@ fn bad_input_gets_one_clear_line() {
     p.cmd("quit");
 
     // A truncated profile file, and a dump given to a profile diff.
-    let mut p = start_c(&dir, "truncated", &[]);
+    let mut p = start_c(&dir, "truncated", ON);
     p.cmd("leak 16");
     let good = dir.join("good.json");
     profile_json(p.pid, &good, &[]);
@@ -443,6 +446,7 @@ fn bad_input_gets_one_clear_line() {
     std::fs::copy(&lib, &copy).unwrap();
     let r = run(c_program())
         .env("JVMALLOC_PROFILE_SAMPLE", SAMPLE)
+        .env("JVMALLOC_PROFILE", "on")
         .env("LD_LIBRARY_PATH", &copy_dir);
     let mut p = Program::start(r, &dir, "deleted lib");
     p.cmd("leak 64");
@@ -476,6 +480,7 @@ fn jvm_leaks_rank_above_churn() {
         let dir = temp_dir(&format!("profile-jvm-{}", jdk_version(&jdk)));
         let r = run(jdk.join("bin/java"))
             .env("JVMALLOC_PROFILE_SAMPLE", SAMPLE)
+            .env("JVMALLOC_PROFILE", "on")
             .args(["-Xmx256m", "-Xmn16m", "-XX:MaxDirectMemorySize=1g", "-cp"])
             .arg(java_classes())
             .arg("ProfileLeak");

@@ -150,9 +150,9 @@ enum Command {
     },
     /// Which code holds the live native memory: sampled allocation sites of a process
     ///
-    /// The process (libjvmalloc.so with JVMALLOC_PROFILE=on, the default) samples one
-    /// allocation per JVMALLOC_PROFILE_SAMPLE bytes on average and keeps each sample's stack
-    /// and allocating thread until it is freed. This asks for them over the same channel as
+    /// While sampling is on (`--start`, or JVMALLOC_PROFILE=on from the start), the process
+    /// samples one allocation per JVMALLOC_PROFILE_SAMPLE bytes on average and keeps each
+    /// sample's stack and allocating thread until it is freed. This asks for them over the same channel as
     /// `dump` and names the frames here, from the ELF files and the JVM's perf map
     /// (/tmp/perf-<pid>.map: `jcmd <pid> Compiler.perfmap`). Prints live bytes, estimated
     /// with their sampling error, by library, by JNI/JVM entry point, by allocating thread,

@@ -288,7 +288,13 @@ pub fn build(answer: &[u8], pid: u32, perf_map: Option<PathBuf>) -> Result<Profi
         let entry = frames.iter().find_map(|f| {
             let name = f.name.as_deref()?;
             if f.java {
-                return Some((java_method(name).to_string(), f.library.clone()));
+                // A Java method (`long a.B.c(int)`), not one of the JIT's stubs
+                // (`g1_pre_barrier_slow`, `Interpreter`).
+                let method = java_method(name);
+                let is_method = method
+                    .find('(')
+                    .is_some_and(|p| method[..p].contains('.'));
+                return is_method.then(|| (method.to_string(), f.library.clone()));
             }
             let e = sites::entry_name(name)?;
             Some((e.to_string(), f.library.clone()))
