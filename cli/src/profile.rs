@@ -291,9 +291,7 @@ pub fn build(answer: &[u8], pid: u32, perf_map: Option<PathBuf>) -> Result<Profi
                 // A Java method (`long a.B.c(int)`), not one of the JIT's stubs
                 // (`g1_pre_barrier_slow`, `Interpreter`).
                 let method = java_method(name);
-                let is_method = method
-                    .find('(')
-                    .is_some_and(|p| method[..p].contains('.'));
+                let is_method = method.find('(').is_some_and(|p| method[..p].contains('.'));
                 return is_method.then(|| (method.to_string(), f.library.clone()));
             }
             let e = sites::entry_name(name)?;
