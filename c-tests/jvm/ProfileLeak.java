@@ -65,7 +65,7 @@ public class ProfileLeak {
             while (running) {
                 step.run();
                 churned++;
-                if (churned % 64 == 0) {
+                if (churned % 16 == 0) {
                     try {
                         Thread.sleep(1);
                     } catch (InterruptedException e) {

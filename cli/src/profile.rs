@@ -400,6 +400,17 @@ fn java_method(name: &str) -> &str {
     }
 }
 
+/// A byte size for people: `96 B`, `64.0 KiB`, `1.0 MiB`.
+fn size_text(b: f64) -> String {
+    if b >= MIB {
+        format!("{:.1} MiB", b / MIB)
+    } else if b >= 1024.0 {
+        format!("{:.1} KiB", b / 1024.0)
+    } else {
+        format!("{b:.0} B")
+    }
+}
+
 fn mib(v: f64) -> f64 {
     v / MIB
 }
@@ -484,12 +495,13 @@ pub fn text(p: &Profile, top: usize) -> String {
     for (i, s) in p.sites.iter().take(top).enumerate() {
         let _ = writeln!(
             o,
-            "#{:<3} {:.1} MiB ± {:.1} ({:.1}%), {:.0} objects; thread {}; library {}; entry {}",
+            "#{:<3} {:.1} MiB ± {:.1} ({:.1}%), {:.0} objects of {} on average; thread {}; library {}; entry {}",
             i + 1,
             mib(s.live.bytes),
             mib(s.live.sigma),
             100.0 * s.live.bytes / t.max(1.0),
             s.live.objects,
+            size_text(s.live.bytes / s.live.objects.max(1.0)),
             s.thread,
             s.library,
             s.entry.as_deref().unwrap_or("-")

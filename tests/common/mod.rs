@@ -420,16 +420,41 @@ pub fn jvmalloc_cmd() -> &'static Path {
 /// Runs `cargo build --release <args>` into the test target dir; returns
 /// `target/release/<artifact>`, which must exist.
 fn build_release(args: &[&str], artifact: &str) -> PathBuf {
+    build_release_into(&target_dir(), args, artifact)
+}
+
+fn build_release_into(dir: &Path, args: &[&str], artifact: &str) -> PathBuf {
     let st = Command::new(env!("CARGO"))
         .args(["build", "--release"])
         .args(args)
         .arg("--target-dir")
-        .arg(target_dir())
+        .arg(dir)
         .current_dir(root())
         .status()
         .expect("run cargo build");
     assert!(st.success(), "cargo build --release {args:?} failed");
-    let out = target_dir().join("release").join(artifact);
+    let out = dir.join("release").join(artifact);
     assert!(out.exists(), "{} missing", out.display());
     out
+}
+
+/// `libjvmalloc.so` built without the `profiling` feature (statistics only), in a target
+/// dir of its own so that it never replaces [`lib`]. Building it rebuilds jemalloc.
+#[allow(dead_code)] // Only the profile tests need it.
+pub fn lib_without_profiling() -> &'static Path {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        build_release_into(
+            &target_dir().join("noprof"),
+            &[
+                "-p",
+                "jvmalloc",
+                "--lib",
+                "--no-default-features",
+                "--features",
+                "stats",
+            ],
+            "libjvmalloc.so",
+        )
+    })
 }
