@@ -20,8 +20,7 @@ use tikv_jemalloc_sys as je;
 type Ptr = *mut c_void;
 
 fn errno_slot() -> *mut c_int {
-    // SAFETY: __errno_location has no preconditions; it returns this thread's errno slot.
-    unsafe { libc::__errno_location() }
+    crate::errno::slot()
 }
 
 fn set_errno(e: c_int) {

@@ -72,6 +72,7 @@ fn slow() -> bool {
             // is served from the bootstrap heap rather than re-entering jemalloc's own
             // initialisation.
             jemalloc::initialise();
+            crate::errno::learn();
             STATE.store(DONE, Ordering::Release);
             if cfg.verbose {
                 cfg.print();

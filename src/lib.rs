@@ -4,7 +4,8 @@
 //! - [`exports`] is the C allocation API (`malloc`, `free`, ... and glibc's `__libc_*`
 //!   names) that replaces glibc's; every entry point calls [`init::ready`] and forwards to
 //!   jemalloc, keeping glibc's contracts (errno, overflow, alignment, `realloc(p, 0)`).
-//!   Allocations that re-enter while jvmalloc initialises come from [`boot`].
+//!   Allocations that re-enter while jvmalloc initialises come from [`boot`]; [`errno`]
+//!   finds the thread's `errno` without a call into the C library.
 //! - [`mgmt`] answers glibc's management calls (`malloc_trim`, `mallinfo2`, `malloc_info`,
 //!   `malloc_stats`, `mallopt`) from jemalloc's figures; [`introspect`] exports jemalloc's
 //!   `mallctl` family unprefixed.
@@ -53,6 +54,7 @@ mod deadline;
 mod diag;
 mod dumpfile;
 mod env;
+mod errno;
 mod exporter;
 mod exports;
 mod futex;
