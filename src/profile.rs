@@ -151,10 +151,34 @@ pub struct Raw {
     pub stacks: Vec<Stack>,
 }
 
+/// Whether `l` is jemalloc's `  t*: <objs>: <bytes> [<objs>: <bytes>]` line.
+fn is_totals_line(l: &str) -> bool {
+    let Some(rest) = l.strip_prefix("  t*: ") else {
+        return false;
+    };
+    let mut n = 0;
+    for (i, part) in rest
+        .split([':', ' ', '[', ']'])
+        .filter(|s| !s.is_empty())
+        .enumerate()
+    {
+        if !part.bytes().all(|b| b.is_ascii_digit()) {
+            return false;
+        }
+        n = i + 1;
+    }
+    n == 4 && rest.ends_with(']')
+}
+
 /// Parses jemalloc's `heap_v2` text. Lines it does not know are skipped; the mapped
 /// libraries that end it are not needed ([`mappings`] reads them with build-ids).
+///
+/// Thread names are the one part a program controls (up to 15 bytes, any bytes but NUL),
+/// and jemalloc prints them as they are. A name with a newline could start a line of its
+/// own: a stack line counts only when the next line is a well-formed `t*:` totals line,
+/// which no 15-byte name can also supply, and control characters in names are replaced.
 pub fn parse(text: &str) -> Result<Raw, String> {
-    let mut lines = text.lines();
+    let mut lines = text.lines().peekable();
     let interval = lines
         .next()
         .and_then(|l| l.strip_prefix("heap_v2/"))
@@ -175,11 +199,12 @@ pub fn parse(text: &str) -> Result<Raw, String> {
         let name = rest.split_once("] ").map_or("", |(_, n)| n);
         Some((uid, objs.parse().ok()?, bytes.parse().ok()?, name))
     }
-    for l in lines {
+    while let Some(l) = lines.next() {
         if l.starts_with("MAPPED_LIBRARIES:") {
             break;
         }
-        if let Some(addrs) = l.strip_prefix('@') {
+        let stack_line = l.starts_with('@') && lines.peek().is_some_and(|n| is_totals_line(n));
+        if let Some(addrs) = l.strip_prefix('@').filter(|_| stack_line) {
             let frames = addrs
                 .split_whitespace()
                 .map(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16))
@@ -200,7 +225,10 @@ pub fn parse(text: &str) -> Result<Raw, String> {
                 }),
                 None => raw.threads.push(Thread {
                     uid,
-                    name: name.to_string(),
+                    name: name
+                        .chars()
+                        .map(|c| if c.is_control() { '?' } else { c })
+                        .collect(),
                 }),
             }
         }
@@ -229,10 +257,12 @@ pub fn take() -> Result<Raw, String> {
     if !jemalloc::write(c"prof.dump", name.as_ptr()) {
         return Err("jemalloc could not write its profile (prof.dump failed)".to_string());
     }
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut &file, &mut text)
+    // Thread names are copied unchecked from pthread_getname_np: not always UTF-8 (a Java
+    // name cut at 15 bytes in the middle of a character).
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut &file, &mut bytes)
         .map_err(|e| format!("cannot read the profile back: {e}"))?;
-    parse(&text)
+    parse(&String::from_utf8_lossy(&bytes))
 }
 
 /// Live sampled objects per size class: (size class in bytes, samples, requested bytes),
@@ -296,9 +326,19 @@ fn build_ids() -> Vec<(u64, u64, String)> {
         let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum.into()) };
         let base = info.dlpi_addr;
         let mut id = None;
-        for ph in phdrs.iter().filter(|p| p.p_type == libc::PT_NOTE) {
-            // SAFETY: a PT_NOTE segment lies inside a loaded segment of this object (the
-            // loader maps every note the linker places; it is read-only data).
+        let loaded = |start: u64, len: u64| {
+            phdrs.iter().any(|l| {
+                l.p_type == libc::PT_LOAD
+                    && l.p_vaddr <= start
+                    && start.saturating_add(len) <= l.p_vaddr.saturating_add(l.p_filesz)
+            })
+        };
+        for ph in phdrs
+            .iter()
+            .filter(|p| p.p_type == libc::PT_NOTE && loaded(p.p_vaddr, p.p_memsz))
+        {
+            // SAFETY: the note lies within the file-backed part of one of this object's
+            // loaded segments (checked just above), which the loader mapped readable.
             let notes = unsafe {
                 std::slice::from_raw_parts((base + ph.p_vaddr) as *const u8, ph.p_memsz as usize)
             };
@@ -381,10 +421,17 @@ pub fn mappings() -> Vec<Mapping> {
     out
 }
 
-/// The path of this library (jvmalloc's `.so`).
-pub fn own_path() -> String {
-    crate::init::object_path(own_path as *const ())
-        .map(|c| c.to_string_lossy().into_owned())
+/// The path of this library (jvmalloc's `.so`) as the memory map names it (symbolic links
+/// resolved, as in [`mappings`]); what the loader calls it if it is not found there.
+pub fn own_path(maps: &[Mapping]) -> String {
+    let here = own_path as *const () as u64;
+    maps.iter()
+        .find(|m| m.start <= here && here < m.end)
+        .map(|m| m.path.clone())
+        .or_else(|| {
+            crate::init::object_path(own_path as *const ())
+                .map(|c| c.to_string_lossy().into_owned())
+        })
         .unwrap_or_default()
 }
 
@@ -410,7 +457,10 @@ fn sorted(m: HashMap<String, Estimate>) -> Vec<(String, Estimate)> {
 /// `[no file]` when its first frame outside the runtime is in no file (JIT code), `[runtime]`
 /// when every frame is in the runtime.
 pub fn library_of(frames: &[u64], maps: &[Mapping], own: &str) -> String {
-    for &a in frames {
+    for (i, &a) in frames.iter().enumerate() {
+        // A return address (every frame but the innermost) may be just past its call's
+        // mapping: look up the call, as the command does.
+        let a = if i > 0 { a.wrapping_sub(1) } else { a };
         let Some(m) = maps.iter().find(|m| m.start <= a && a < m.end) else {
             return "[no file]".to_string();
         };
@@ -428,13 +478,18 @@ pub fn summary() -> Option<Summary> {
     if unavailable().is_some() {
         return None;
     }
-    let raw = take().ok()?;
     let active = active();
+    // Sampling off and no live sample (the default until someone turns it on): nothing to
+    // show, and no reason to make jemalloc write its profile on every scrape.
+    if !active && size_classes().is_empty() {
+        return None;
+    }
+    let raw = take().ok()?;
     if raw.stacks.is_empty() && !active {
         return None;
     }
     let maps = mappings();
-    let own_path = own_path();
+    let own_path = own_path(&maps);
     let own = sites::basename(&own_path);
     let names: HashMap<u64, &str> = raw.threads.iter().map(|t| (t.uid, &*t.name)).collect();
     let (mut threads, mut libs) = (HashMap::new(), HashMap::new());
@@ -474,7 +529,8 @@ pub fn summary() -> Option<Summary> {
 pub fn raw_json(pid: u32, unix_time: u64, uptime_s: f64) -> Result<String, String> {
     let raw = take()?;
     let mut o = String::with_capacity(64 << 10);
-    let own = own_path();
+    let maps = mappings();
+    let own = own_path(&maps);
     let _ = write!(
         o,
         "{{\"schema\":\"jvmalloc-profile-raw\",\"version\":1,\"pid\":{pid},\"time_unix\":{unix_time},\
@@ -533,7 +589,7 @@ pub fn raw_json(pid: u32, unix_time: u64, uptime_s: f64) -> Result<String, Strin
         );
     }
     o.push_str("],\"mappings\":[");
-    for (i, m) in mappings().iter().enumerate() {
+    for (i, m) in maps.iter().enumerate() {
         let _ = write!(
             o,
             "{}{{\"start\":\"{:#x}\",\"end\":\"{:#x}\",\"offset\":\"{:#x}\",\"path\":",
@@ -604,7 +660,16 @@ MAPPED_LIBRARIES:
             }]
         );
         assert!(parse("hello").is_err());
-        assert!(parse("heap_v2/1\n@ 0xzz\n").is_err());
+        // A thread name with a newline cannot make a stack of its own.
+        let forged = "heap_v2/524288\n  t*: 1: 1 [0: 0]\n  t0: 1: 1 [0: 0] a\n@ 0x1\n  t1: 1: 5 [0: 0] b\u{1b}\n@ 0x2\n  t*: 1: 5 [0: 0]\n  t1: 1: 5 [0: 0]\n";
+        let r = parse(forged).unwrap();
+        assert_eq!(r.stacks.len(), 1, "{r:?}");
+        assert_eq!(r.stacks[0].frames, vec![2]);
+        assert_eq!(r.threads.len(), 2);
+        assert_eq!(r.threads[1].name, "b?");
+        assert!(is_totals_line("  t*: 12: 3456 [0: 0]"));
+        assert!(!is_totals_line("  t*: 12: 3456"));
+        assert!(parse("heap_v2/1\n@ 0xzz\n  t*: 1: 1 [0: 0]\n").is_err());
     }
 
     #[test]

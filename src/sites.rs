@@ -20,8 +20,10 @@ pub struct Mapping {
     pub build_id: Option<String>,
 }
 
-/// The last path component (`/usr/lib/x86_64-linux-gnu/libz.so.1` → `libz.so.1`).
+/// The last path component (`/usr/lib/x86_64-linux-gnu/libz.so.1` → `libz.so.1`), without
+/// the ` (deleted)` the kernel appends to a file replaced since it was mapped.
 pub fn basename(path: &str) -> &str {
+    let path = path.strip_suffix(" (deleted)").unwrap_or(path);
     path.rsplit('/').next().unwrap_or(path)
 }
 
@@ -77,6 +79,7 @@ mod tests {
         assert!(!is_runtime("libjvm.so", "libjvmalloc.so"));
         assert_eq!(basename("/a/b/libz.so.1"), "libz.so.1");
         assert_eq!(basename("libz.so.1"), "libz.so.1");
+        assert_eq!(basename("/usr/lib/libjvm.so (deleted)"), "libjvm.so");
     }
 
     #[test]

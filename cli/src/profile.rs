@@ -166,9 +166,23 @@ pub const SCHEMA: &str = "jvmalloc-profile";
 /// Where the files of process `pid` are seen from here: `/proc/<pid>/root` when it can be
 /// read (another mount namespace, a container), else the paths as they are.
 fn root_of(pid: u32) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
     let root = PathBuf::from(format!("/proc/{pid}/root"));
-    let same = std::fs::read_link(&root).is_ok_and(|p| p == std::path::Path::new("/"));
-    (!same && std::fs::read_dir(&root).is_ok()).then_some(root)
+    // The link reads `/` after a pivot_root too: compare the directories themselves.
+    let id = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let ours = id(std::path::Path::new("/"));
+    match id(&root) {
+        Some(theirs) if Some(theirs) != ours => Some(root),
+        _ => None,
+    }
+}
+
+/// The user id process `pid` runs as.
+fn uid_of(pid: u32) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}"))
+        .ok()
+        .map(|m| m.uid())
 }
 
 /// The JIT's perf map of process `pid`, as the JVM wrote it (`/tmp/perf-<pid>.map`, the
@@ -238,7 +252,7 @@ pub fn build(answer: &[u8], pid: u32, perf_map: Option<PathBuf>) -> Result<Profi
         .collect::<Result<Vec<_>, String>>()?;
     let given = perf_map.is_some();
     let perf_map = perf_map.or_else(|| perf_map_of(pid));
-    let mut sym = Symbolizer::new(mappings, root_of(pid), perf_map.clone());
+    let mut sym = Symbolizer::new_for(mappings, root_of(pid), perf_map.clone(), uid_of(pid));
     let mut warnings = Vec::new();
     let perf_map = match (sym.perf_map_entries(), perf_map) {
         (Ok(_), Some(p)) => Some(p.display().to_string()),
@@ -273,14 +287,16 @@ pub fn build(answer: &[u8], pid: u32, perf_map: Option<PathBuf>) -> Result<Profi
             .take_while(|f| f.library.as_deref() == Some(own.as_str()))
             .count();
         let frames = &frames[skip..];
+        // From the mapping only: JIT code is `[no file]` whether or not a perf map names it.
         let library = frames
             .iter()
             .find(|f| match f.library.as_deref() {
-                Some(l) => !sites::is_runtime(l, &own),
-                None => true,
+                Some(l) if !f.java => !sites::is_runtime(l, &own),
+                _ => true,
             })
-            .map_or("[runtime]".to_string(), |f| {
-                f.library.clone().unwrap_or("[no file]".to_string())
+            .map_or("[runtime]".to_string(), |f| match f.library.as_deref() {
+                Some(l) if !f.java && !l.starts_with('[') => l.to_string(),
+                _ => "[no file]".to_string(),
             });
         // The JNI/JVM function Java called, or else (when it tail-called the allocator and
         // left no frame, as JDK 25's Unsafe_AllocateMemory0 does) the Java method itself,

@@ -137,10 +137,22 @@ impl Symbolizer {
     /// as it is given (not under `root`). A build-id given for one mapping of a file holds
     /// for its other mappings too. Nothing is read here but the perf map: each ELF file is
     /// read when an address first falls in it.
+    #[cfg(test)]
     pub fn new(
+        mappings: Vec<Mapping>,
+        root: Option<PathBuf>,
+        perf_map: Option<PathBuf>,
+    ) -> Symbolizer {
+        Symbolizer::new_for(mappings, root, perf_map, None)
+    }
+
+    /// As [`Symbolizer::new`]; a perf map is read only if owned by `perf_map_owner` (the
+    /// target's user) or root, since `/tmp` is anyone's.
+    pub fn new_for(
         mut mappings: Vec<Mapping>,
         root: Option<PathBuf>,
         perf_map: Option<PathBuf>,
+        perf_map_owner: Option<u32>,
     ) -> Symbolizer {
         mappings.sort_by_key(|m| m.start);
         // The target may have read the build-id in one mapping of a file only.
@@ -157,7 +169,7 @@ impl Symbolizer {
         }
         let perf_map = match perf_map {
             None => Err("no perf map was given".to_string()),
-            Some(path) => fs::read(&path)
+            Some(path) => read_perf_map(&path, perf_map_owner)
                 .map(|bytes| parse_perf_map(&String::from_utf8_lossy(&bytes)))
                 .map_err(|e| format!("cannot read {}: {}", path.display(), io_message(&e))),
         };
@@ -580,11 +592,41 @@ fn hex(bytes: &[u8]) -> String {
 
 /// The whole of the regular file `path`, if it starts as an ELF file does (what is not is
 /// not read further: the JVM maps its large `modules` file too).
-fn read_elf(path: &Path) -> io::Result<Rc<[u8]>> {
-    if !fs::metadata(path)?.is_file() {
+/// Largest file read (an ELF file, its debug file, a perf map): more is not a library.
+const MAX_FILE: u64 = 4 << 30;
+
+/// Opens `path` for reading without following a final symbolic link and without blocking
+/// (a FIFO planted at a perf map's name in `/tmp`), and checks on the open file that it is
+/// a regular file of at most [`MAX_FILE`] bytes, owned by `owner` when given.
+fn open_regular(path: &Path, owner: Option<u32>) -> io::Result<(fs::File, u64)> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let file = fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
         return Err(io::Error::other("not a regular file"));
     }
-    let mut file = fs::File::open(path)?;
+    if meta.len() > MAX_FILE {
+        return Err(io::Error::other("larger than 4 GiB"));
+    }
+    if owner.is_some_and(|uid| meta.uid() != uid && meta.uid() != 0) {
+        return Err(io::Error::other("not owned by the process's user"));
+    }
+    Ok((file, meta.len()))
+}
+
+/// Reads a perf map (see [`open_regular`]): owned by the target's user (`owner`) or root.
+fn read_perf_map(path: &Path, owner: Option<u32>) -> io::Result<Vec<u8>> {
+    let (mut file, len) = open_regular(path, owner)?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+fn read_elf(path: &Path) -> io::Result<Rc<[u8]>> {
+    let (mut file, len) = open_regular(path, None)?;
     let mut magic = [0; 4];
     file.read_exact(&mut magic)
         .map_err(|_| io::Error::other("not an ELF file"))?;
@@ -592,7 +634,7 @@ fn read_elf(path: &Path) -> io::Result<Rc<[u8]>> {
         return Err(io::Error::other("not an ELF file"));
     }
     file.rewind()?;
-    let len = usize::try_from(file.metadata()?.len()).map_err(io::Error::other)?;
+    let len = usize::try_from(len).map_err(io::Error::other)?;
     // One buffer, shared by the DWARF sections that point into it.
     let mut data: Rc<[u8]> = std::iter::repeat_n(0, len).collect();
     file.read_exact(Rc::get_mut(&mut data).expect("not shared yet"))?;
@@ -1025,6 +1067,36 @@ mod tests {
             "Thread::run() [clone .cold]"
         );
         assert_eq!(demangle("_Znot mangled"), "_Znot mangled");
+    }
+
+    #[test]
+    fn planted_perf_maps_are_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("perf-1.map");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let link = dir.path().join("perf-2.map");
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        let real = dir.path().join("perf-3.map");
+        fs::write(&real, "1000 10 a.B.c()\n").unwrap();
+        for (path, why) in [
+            (&fifo, "not a regular file"),
+            (&link, "Too many levels of symbolic links"),
+        ] {
+            let s = Symbolizer::new_for(Vec::new(), None, Some(path.clone()), None);
+            let e = s.perf_map_entries().unwrap_err();
+            assert!(e.contains(why), "{e}");
+        }
+        // A map another user planted (only root can give a file away to try it).
+        if std::os::unix::fs::chown(&real, Some(12346), None).is_ok() {
+            let s = Symbolizer::new_for(Vec::new(), None, Some(real.clone()), Some(12345));
+            let e = s.perf_map_entries().unwrap_err();
+            assert!(e.contains("not owned by the process's user"), "{e}");
+        }
+        let uid = std::os::unix::fs::MetadataExt::uid(&fs::metadata(&real).unwrap());
+        let s = Symbolizer::new_for(Vec::new(), None, Some(real), Some(uid));
+        assert_eq!(s.perf_map_entries(), Ok(1));
     }
 
     #[test]
