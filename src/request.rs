@@ -14,7 +14,8 @@
 //!    `error <reason>\n`, then closes. The command in turn accepts only a connection from
 //!    the target's pid.
 //!
-//! Requests (`<what>`): `dump text`, `dump json`, `metrics`.
+//! Requests (`<what>`): `dump text`, `dump json`, `metrics`, `profile` (the raw
+//! allocation-site profile), `profile start`, `profile stop`.
 //! Nothing is created in the target unless asked, and nothing is left behind.
 
 use core::sync::atomic::{AtomicU64, Ordering::*};
