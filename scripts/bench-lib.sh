@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # sourced; the variables it sets are used by its callers
 # Helpers shared by the benchmark scripts (sourced, not run).
 # Benchmarks print side-by-side medians and ratios; they assert nothing.
 
@@ -42,22 +43,55 @@ need_pkg() { # package, library file
     echo "$2"
 }
 
-ALLOCATORS_ALL="glibc glibc-arena2 libjemalloc2 mimalloc tcmalloc jvmalloc"
+ALLOCATORS_ALL="glibc glibc-arena2 glibc-trim libjemalloc2 libjemalloc2-bg mimalloc tcmalloc jvmalloc"
 
-# Sets the array ALLOC_ENV to the environment that runs a program under allocator $1:
-# glibc, glibc-arena2 (MALLOC_ARENA_MAX=2), libjemalloc2, mimalloc, tcmalloc (Debian's
-# packages, installed when missing) or jvmalloc (this repository's release build).
+# The JVM flags of the JDK's own periodic malloc_trim (every second): a product flag in
+# 17.0.15, 21 and 25, experimental in some earlier updates, absent before 17.0.9 (then
+# nothing is printed and the status is 1).
+trim_native_heap_flags() {
+    local line
+    line=$(java -XX:+UnlockExperimentalVMOptions -XX:+PrintFlagsFinal -version 2>/dev/null | grep -w TrimNativeHeapInterval || true)
+    case "$line" in
+    *experimental*) echo "-XX:+UnlockExperimentalVMOptions -XX:TrimNativeHeapInterval=1000" ;;
+    ?*) echo "-XX:TrimNativeHeapInterval=1000" ;;
+    *) return 1 ;;
+    esac
+}
+
+# Sets the array ALLOC_ENV to the environment that runs a program under allocator $1, the
+# array ALLOC_JAVA_OPTS to the flags a JVM needs for it (empty for all but glibc-trim) and
+# ALLOC_JVM_ONLY to 1 when the allocator differs from another one only in JVM flags (then
+# programs that are not JVMs have nothing to measure under it):
+#   glibc, glibc-arena2 (MALLOC_ARENA_MAX=2);
+#   glibc-trim: glibc, and in JVMs the JDK's periodic trim, -XX:TrimNativeHeapInterval=1000;
+#   libjemalloc2: Debian's jemalloc with its defaults (what Flink's Docker image preloads);
+#   libjemalloc2-bg: the same with MALLOC_CONF=background_thread:true (jemalloc's own
+#     threads purge dirty pages as they decay);
+#   mimalloc, tcmalloc (Debian's packages; packages are installed when missing);
+#   jvmalloc (this repository's release build).
 alloc_env() {
-    local multiarch
+    local multiarch trim
     multiarch=/usr/lib/$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+    ALLOC_JAVA_OPTS=()
+    ALLOC_JVM_ONLY=0
     case "$1" in
     glibc) ALLOC_ENV=(LD_PRELOAD=) ;;
     glibc-arena2) ALLOC_ENV=(LD_PRELOAD= MALLOC_ARENA_MAX=2) ;;
+    glibc-trim)
+        trim=$(trim_native_heap_flags) || return 1
+        read -r -a ALLOC_JAVA_OPTS <<<"$trim"
+        ALLOC_JVM_ONLY=1
+        ALLOC_ENV=(LD_PRELOAD=)
+        ;;
     libjemalloc2) ALLOC_ENV=(LD_PRELOAD="$(need_pkg libjemalloc2 "$multiarch/libjemalloc.so.2")") ;;
+    libjemalloc2-bg) ALLOC_ENV=(LD_PRELOAD="$(need_pkg libjemalloc2 "$multiarch/libjemalloc.so.2")" MALLOC_CONF=background_thread:true) ;;
     mimalloc) ALLOC_ENV=(LD_PRELOAD="$(need_pkg libmimalloc2.0 "$multiarch/libmimalloc.so.2")") ;;
     tcmalloc) ALLOC_ENV=(LD_PRELOAD="$(need_pkg libtcmalloc-minimal4 "$multiarch/libtcmalloc_minimal.so.4")") ;;
     jvmalloc) ALLOC_ENV=(LD_PRELOAD="$LIB") ;;
     *) return 1 ;;
     esac
-    [ "${ALLOC_ENV[0]}" != "LD_PRELOAD=" ] || [ "$1" = glibc ] || [ "$1" = glibc-arena2 ]
+    case "$1" in
+    glibc | glibc-arena2 | glibc-trim) ;;
+    *) [ "${ALLOC_ENV[0]}" != "LD_PRELOAD=" ] ;;
+    esac
 }

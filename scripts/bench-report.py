@@ -10,8 +10,9 @@ import subprocess
 import sys
 
 res, md_path, img = sys.argv[1], sys.argv[2], sys.argv[3]
-allocs = [a for a in ["glibc", "glibc-arena2", "libjemalloc2", "mimalloc", "tcmalloc", "jvmalloc"]
-          if os.path.isdir(os.path.join(res, a))]
+ALLOCATORS = ["glibc", "glibc-arena2", "glibc-trim", "libjemalloc2", "libjemalloc2-bg",
+              "mimalloc", "tcmalloc", "jvmalloc"]
+allocs = [a for a in ALLOCATORS if os.path.isdir(os.path.join(res, a))]
 
 
 def fields(line):
@@ -31,34 +32,51 @@ def fields(line):
 def runs(alloc, name):
     path = os.path.join(res, alloc, name)
     if not os.path.exists(path):
-        return []
+        return None
     return [fields(l) for l in open(path) if l.strip()]
 
 
-def med(alloc, name, key):
-    vals = [r[key] for r in runs(alloc, name) if key in r]
-    return statistics.median(vals) if vals else None
+def values(alloc, name, key):
+    """The values of KEY in every run of workload NAME; None when the workload did not run
+    under ALLOC (glibc-trim in the C workloads)."""
+    rs = runs(alloc, name)
+    return None if rs is None else [r[key] for r in rs if key in r]
 
 
 def table(title, cols):
-    """cols: list of (header, workload, key, scale, fmt)."""
+    """cols: list of (header, workload, key, scale, fmt[, fn(alloc) -> values or None])."""
     name, _, note = title.partition("|")
-    out = [f"**{name}** ({note}; median, ratio to jvmalloc in brackets)", "",
+    n = max((len(col_values(c, a) or []) for c in cols for a in allocs), default=0)
+    out = [f"**{name}** ({note}; median of {n} runs, min – max in square brackets, "
+           "ratio of the medians to jvmalloc's in parentheses)", "",
            "| allocator | " + " | ".join(c[0] for c in cols) + " |",
            "|---|" + "---|" * len(cols)]
-    base = {c[0]: (c[5](c) if len(c) > 5 else med("jvmalloc", c[1], c[2])) for c in cols}
+    base = {}
+    for c in cols:
+        v = col_values(c, "jvmalloc")
+        base[c[0]] = statistics.median(v) if v else None
     for a in allocs:
         cells = []
         for c in cols:
-            v = c[5](c, a) if len(c) > 5 else med(a, c[1], c[2])
-            b = base[c[0]]
-            if v is None:
+            vals = col_values(c, a)
+            if vals is None:
+                cells.append("n/a")
+            elif not vals:
                 cells.append("-")
             else:
-                ratio = f" ({v / b:.2f})" if b else ""
-                cells.append(c[4].format(v * c[3]) + ratio)
+                m, b, f = statistics.median(vals), base[c[0]], c[4]
+                cell = f.format(m * c[3])
+                if len(vals) > 1:
+                    cell += f" [{f.format(min(vals) * c[3])} – {f.format(max(vals) * c[3])}]"
+                if b:
+                    cell += f" ({m / b:.2f})"
+                cells.append(cell)
         out.append(f"| {a} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
+
+
+def col_values(c, alloc):
+    return c[5](alloc) if len(c) > 5 else values(alloc, c[1], c[2])
 
 
 def flink_runs(alloc):
@@ -66,24 +84,42 @@ def flink_runs(alloc):
     out = []
     for name in sorted(os.listdir(d)):
         summary = os.path.join(d, name, "summary.txt")
-        if name.startswith("flink-") and os.path.exists(summary):
-            s = dict(l.split(None, 1) for l in open(summary) if l.strip())
+        if name.startswith("flink-") and not name.endswith(".failed") and os.path.exists(summary):
+            s = dict(l.rstrip("\n").split(None, 1) for l in open(summary) if l.strip())
             jobs = [l.rstrip("\n").split("\t") for l in open(os.path.join(d, name, "jobs.tsv"))][1:]
             out.append({"dir": os.path.join(d, name), "summary": {k: v.strip() for k, v in s.items()},
                         "jobs": [(j[0], float(j[1]), int(j[2]), int(j[3])) for j in jobs if j[0].isdigit()]})
     return out
 
 
-def flink_stat(alloc, fn):
+def summary_kb(key):
+    """A number from a Flink run's summary.txt; absent in older results."""
+    return lambda r: float(r["summary"][key]) if key in r["summary"] else None
+
+
+def flink_values(alloc, fn):
     vals = [fn(r) for r in flink_runs(alloc)]
-    return statistics.median(vals) if vals else None
+    return [v for v in vals if v is not None]
 
 
 def main():
     mib = 1 / 1024
     parts = [f"Machine: {open(os.path.join(res, 'machine')).read().strip()}.",
              f"Command: `{open(os.path.join(res, 'command')).read().strip()}`.", ""]
+    if os.path.exists(os.path.join(res, "allocators")):
+        parts.append("Allocators (the environment of every program, and options of the JVMs):\n")
+        for line in open(os.path.join(res, "allocators")):
+            root = os.path.dirname(os.path.dirname(os.path.abspath(res))) + "/"  # res is ROOT/target/bench
+            a, _, env = line.strip().replace(root, "").partition(" ")
+            env, _, jvm = env.partition(" (JVMs: ")
+            if a:
+                parts.append(f"- {a}: `{env}`" + (f", JVMs with `{jvm.rstrip(')')}`" if jvm else ""))
+        parts.append("")
+    if "glibc-trim" in allocs:
+        parts.append("glibc-trim is glibc with a JVM flag; the C programs are the same under it as "
+                     "under glibc, so it has no figures of its own there (n/a).\n")
     parts.append(table("Burst and return|c-tests/burst.c; MiB", [
+        ("RSS at start", "burst", "pre_mib", 1, "{:.0f}"),
         ("peak RSS", "burst", "peak_mib", 1, "{:.0f}"),
         ("RSS after burst", "burst", "rss_mib", 1, "{:.0f}"),
         ("RSS after 10 s idle", "burst", "idle_rss_mib", 1, "{:.0f}"),
@@ -94,23 +130,31 @@ def main():
     ]))
     parts.append(table("Large allocations|c-tests/large.c, 4 threads × 200 blocks of 1 – 32 MiB; s, MiB", [
         ("run time", "large", "seconds", 1, "{:.2f}"),
+        ("RSS at start", "large", "pre_kb", mib, "{:.0f}"),
         ("peak RSS", "large", "hwm_kb", mib, "{:.0f}"),
+        ("RSS after work", "large", "rss_kb", mib, "{:.0f}"),
+        ("RSS after 10 s idle", "large", "idle_rss_kb", mib, "{:.0f}"),
     ]))
     parts.append(table("Java native churn|NativeChurn, 32 threads × 200 rounds, -Xmx512m; ms, MiB", [
         ("run time", "java", "run_ms", 1, "{:.0f}"),
+        ("RSS at start", "java", "start_rss_kb", mib, "{:.0f}"),
         ("peak RSS", "java", "hwm_kb", mib, "{:.0f}"),
         ("RSS after work", "java", "rss_kb", mib, "{:.0f}"),
         ("RSS after 10 s idle", "java", "idle_rss_kb", mib, "{:.0f}"),
     ]))
     if any(flink_runs(a) for a in allocs):
         def fcol(header, fn, scale, fmt):
-            return (header, None, None, scale, fmt,
-                    lambda c, a="jvmalloc": flink_stat(a, fn))
-        parts.append(table("Flink session|TaskManager of scripts/flink-e2e.sh; MiB, s", [
+            return (header, None, None, scale, fmt, lambda a: flink_values(a, fn))
+        parts.append(table("Flink session|TaskManager of scripts/flink-e2e.sh; RSS at start: 2 s after it "
+                           "registered, before the first job; peak: VmHWM over the whole session; "
+                           "idle: 10 s after the streaming job was cancelled; MiB, s", [
+            fcol("RSS at start", summary_kb("rss_at_start_kb"), mib, "{:.0f}"),
             fcol("RSS after job 1", lambda r: r["jobs"][0][2], mib, "{:.0f}"),
             fcol("RSS after last job", lambda r: r["jobs"][-1][2], mib, "{:.0f}"),
             fcol("growth job 1 → last", lambda r: r["jobs"][-1][2] - r["jobs"][0][2], mib, "{:.0f}"),
-            fcol("peak RSS", lambda r: max(j[3] for j in r["jobs"]), mib, "{:.0f}"),
+            fcol("peak RSS", lambda r: float(r["summary"].get("peak_rss_kb", max(j[3] for j in r["jobs"]))),
+                 mib, "{:.0f}"),
+            fcol("RSS after 10 s idle", summary_kb("rss_after_idle_kb"), mib, "{:.0f}"),
             fcol("total job time", lambda r: sum(j[1] for j in r["jobs"]), 1, "{:.1f}"),
         ]))
         charts(parts)

@@ -26,7 +26,7 @@ set -euo pipefail
 began=$SECONDS
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-. scripts/bench-lib.sh # need_pkg, median; LIB
+. scripts/bench-lib.sh # need_pkg, median, trim_native_heap_flags; LIB
 
 runs=${DEMO_RUNS:-3}
 idle_s=${DEMO_IDLE_S:-10}
@@ -44,14 +44,9 @@ if ! need_pkg libjemalloc2 "$jemalloc" >/dev/null; then
     need_pkg libjemalloc2 "$jemalloc" >/dev/null
 fi
 
-# The JDK's periodic malloc_trim: a product flag in recent 17, 21 and 25 updates,
-# experimental in some earlier ones, absent before 17.0.9.
+# The JDK's periodic malloc_trim (none before 17.0.9).
 trim_flags=()
-trim_line=$(java -XX:+UnlockExperimentalVMOptions -XX:+PrintFlagsFinal -version 2>/dev/null | grep -w TrimNativeHeapInterval || true)
-case "$trim_line" in
-*experimental*) trim_flags=(-XX:+UnlockExperimentalVMOptions -XX:TrimNativeHeapInterval=1000) ;;
-?*) trim_flags=(-XX:TrimNativeHeapInterval=1000) ;;
-esac
+if trim=$(trim_native_heap_flags); then read -r -a trim_flags <<<"$trim"; fi
 
 echo "== building the library (the first build takes a minute or two)"
 cargo build --release

@@ -3,21 +3,27 @@
 #
 #   scripts/flink-e2e.sh [ALLOCATOR]
 #
-# ALLOCATOR: jvmalloc (default), glibc, glibc-arena2 (MALLOC_ARENA_MAX=2), libjemalloc2
-# (Debian's, what Flink's Docker image preloads), mimalloc, tcmalloc (Debian packages,
-# installed when missing).
+# ALLOCATOR: jvmalloc (default), glibc, glibc-arena2 (MALLOC_ARENA_MAX=2), glibc-trim (glibc
+# and the JDK's periodic trim, -XX:TrimNativeHeapInterval=1000, on the TaskManager's JVM),
+# libjemalloc2 (Debian's, what Flink's Docker image preloads), libjemalloc2-bg (the same with
+# MALLOC_CONF=background_thread:true), mimalloc, tcmalloc (Debian packages, installed when
+# missing); see alloc_env in scripts/bench-lib.sh. TM_JAVA_OPTS: further JVM options for the
+# TaskManager only (split at spaces), after the allocator's own.
 #
 # Gets Flink from PyPI's apache-flink-libraries wheel (cached in $FLINK_CACHE, default
 # ~/.cache/jvmalloc-flink), starts a JobManager and one TaskManager (JVM flags computed by
 # Flink's BashJavaUtils, as Flink's own scripts do; LD_PRELOAD only on the TaskManager), then
 # runs the session-mode pattern that bloats glibc: $JOBS batch jobs one after another
 # (default 10; java.util.zip in user functions, direct buffers, compressed blocking shuffle),
-# then one streaming job with checkpoints for $STREAM_S seconds (default 30). Under jvmalloc
+# then one streaming job with checkpoints for $STREAM_S seconds (default 30), cancelled, then
+# $IDLE_S seconds (default 10) with no job. Under jvmalloc
 # it also takes a statistics dump mid-run with `jvmalloc dump` and checks that it names
 # Flink's threads and that its totals reconcile.
 #
 # Writes to $OUT (default target/flink-e2e/ALLOCATOR): rss.tsv (TaskManager VmRSS/VmHWM every
-# second), jobs.tsv (per job: seconds, RSS and peak after it), summary.txt, stats/, log/.
+# second from its registration), jobs.tsv (per job: seconds, RSS and peak after it; then the
+# streaming job and the idle time), summary.txt (with the RSS 2 s after the TaskManager
+# registered, before the first job, and after the idle time), stats/, log/.
 # Stops everything it started, on success, failure or Ctrl-C; exits non-zero with a message
 # if anything fails.
 set -euo pipefail
@@ -27,6 +33,7 @@ ALLOC=${1:-jvmalloc}
 JOBS=${JOBS:-10}
 RECORDS=${RECORDS:-100000}
 STREAM_S=${STREAM_S:-30}
+IDLE_S=${IDLE_S:-10}
 FLINK_VERSION=${FLINK_VERSION:-2.3.0}
 FLINK_CACHE=${FLINK_CACHE:-$HOME/.cache/jvmalloc-flink}
 OUT=${OUT:-$ROOT/target/flink-e2e/$ALLOC}
@@ -65,12 +72,14 @@ run_child() {
 # --- Flink from PyPI -------------------------------------------------------------------
 if [ ! -f "$FLINK/lib/flink-dist-$FLINK_VERSION.jar" ]; then
     mkdir -p "$FLINK_CACHE"
-    whl=$(ls "$FLINK_CACHE"/apache_flink_libraries-"$FLINK_VERSION"-*.whl 2>/dev/null | head -1 || true)
-    if [ -z "$whl" ]; then
+    wheels=("$FLINK_CACHE"/apache_flink_libraries-"$FLINK_VERSION"-*.whl)
+    whl=${wheels[0]}
+    if [ ! -f "$whl" ]; then
         say "downloading apache-flink-libraries $FLINK_VERSION from PyPI (about 330 MB) into $FLINK_CACHE"
         python3 -m pip download --no-deps --quiet "apache-flink-libraries==$FLINK_VERSION" -d "$FLINK_CACHE" ||
             fail "cannot download apache-flink-libraries $FLINK_VERSION"
-        whl=$(ls "$FLINK_CACHE"/apache_flink_libraries-"$FLINK_VERSION"-*.whl | head -1)
+        wheels=("$FLINK_CACHE"/apache_flink_libraries-"$FLINK_VERSION"-*.whl)
+        whl=${wheels[0]}
     fi
     python3 - "$whl" "$FLINK" <<'PY'
 import os, sys, zipfile
@@ -95,6 +104,8 @@ if [ "$ALLOC" = jvmalloc ]; then
     ALLOC_ENV+=(JVMALLOC_STATS_FORMAT=json JVMALLOC_STATS_FILE="$OUT/stats/taskmanager-%p-%n.json")
 fi
 alloc_env=("${ALLOC_ENV[@]}")
+read -r -a tm_extra_opts <<<"${TM_JAVA_OPTS:-}"
+tm_java_opts=("${ALLOC_JAVA_OPTS[@]}" "${tm_extra_opts[@]}")
 
 # --- configuration ---------------------------------------------------------------------
 rm -rf "$OUT/log" "$OUT/conf" "$OUT/checkpoints" "$OUT/job-classes"
@@ -134,7 +145,8 @@ appender.main.fileName = ${sys:log.file}
 appender.main.layout.type = PatternLayout
 appender.main.layout.pattern = %d{yyyy-MM-dd HH:mm:ss,SSS} %-5p %-60c %x - %m%n
 LOG
-log_opts() { echo "-Dlog.file=$OUT/log/$1.log -Dlog4j.configurationFile=file:$CONF/log4j.properties"; }
+# sets LOG_OPTS to the logging options of process $1
+log_opts() { LOG_OPTS=("-Dlog.file=$OUT/log/$1.log" "-Dlog4j.configurationFile=file:$CONF/log4j.properties"); }
 
 # --- the job jar -----------------------------------------------------------------------
 mkdir -p "$OUT/job-classes"
@@ -146,13 +158,16 @@ rest() { # GET a REST path, print the JSON
     python3 -c 'import sys, urllib.request; print(urllib.request.urlopen("http://localhost:" + sys.argv[1] + sys.argv[2], timeout=5).read().decode())' "$REST_PORT" "$1"
 }
 flink() { # the Flink CLI
-    FLINK_CONF_DIR=$CONF run_child java $OPENS $(log_opts client) -cp "$FLINK/lib/*" org.apache.flink.client.cli.CliFrontend "$@"
+    log_opts client
+    # shellcheck disable=SC2086 # OPENS is a list of options
+    FLINK_CONF_DIR=$CONF run_child java $OPENS "${LOG_OPTS[@]}" -cp "$FLINK/lib/*" org.apache.flink.client.cli.CliFrontend "$@"
 }
 
 # --- cluster ---------------------------------------------------------------------------
 say "starting the JobManager (REST on localhost:$REST_PORT)"
+log_opts jobmanager
 # shellcheck disable=SC2086
-java -Xmx768m $OPENS $(log_opts jobmanager) -cp "$FLINK/lib/*" \
+java -Xmx768m $OPENS "${LOG_OPTS[@]}" -cp "$FLINK/lib/*" \
     org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint --configDir "$CONF" \
     >"$OUT/log/jobmanager.out" 2>&1 &
 pids+=($!)
@@ -162,13 +177,14 @@ mapfile -t tm_params < <(java -cp "$FLINK/bin/bash-java-utils.jar:$FLINK/lib/*" 
     sed -n 's/^BASH_JAVA_UTILS_EXEC_RESULT://p')
 [ ${#tm_params[@]} -ge 2 ] || fail "BashJavaUtils gave no TaskManager parameters"
 say "TaskManager JVM: ${tm_params[0]}"
-say "starting the TaskManager with ${alloc_env[*]}"
+say "starting the TaskManager with ${alloc_env[*]}${tm_java_opts[*]:+ and JVM options ${tm_java_opts[*]}}"
+log_opts taskmanager
 # shellcheck disable=SC2086
-env "${alloc_env[@]}" java ${tm_params[0]} $OPENS $(log_opts taskmanager) -cp "$FLINK/lib/*" \
+env "${alloc_env[@]}" java ${tm_params[0]} $OPENS "${tm_java_opts[@]}" "${LOG_OPTS[@]}" -cp "$FLINK/lib/*" \
     org.apache.flink.runtime.taskexecutor.TaskManagerRunner --configDir "$CONF" ${tm_params[1]} \
     >"$OUT/log/taskmanager.out" 2>&1 &
 TM_PID=$!
-pids+=($TM_PID)
+pids+=("$TM_PID")
 
 for i in $(seq 120); do
     n=$(rest /taskmanagers 2>/dev/null | python3 -c 'import json, sys; print(len(json.load(sys.stdin)["taskmanagers"]))' 2>/dev/null || echo 0)
@@ -178,6 +194,9 @@ for i in $(seq 120); do
     sleep 0.5
 done
 say "cluster up: TaskManager pid $TM_PID"
+for o in "${tm_java_opts[@]}"; do
+    tr '\0' '\n' <"/proc/$TM_PID/cmdline" | grep -qxF -- "$o" || fail "the TaskManager's command line lacks $o"
+done
 
 # RSS every second.
 echo -e "seconds\trss_kb\thwm_kb" >"$OUT/rss.tsv"
@@ -192,6 +211,9 @@ T0=$(date +%s.%N)
 pids+=($!)
 
 tm_mem() { awk '/^VmRSS/ {r = $2} /^VmHWM/ {h = $2} END {print r "\t" h}' "/proc/$TM_PID/status"; }
+run_child sleep 2 # as between jobs
+start_mem=$(tm_mem)
+say "TaskManager RSS/peak kB before the first job: ${start_mem/$'\t'//}"
 
 # --- batch jobs ------------------------------------------------------------------------
 echo -e "job\tseconds\trss_kb\thwm_kb" >"$OUT/jobs.tsv"
@@ -229,7 +251,7 @@ done
 # Under jvmalloc: a dump by plain signal after the last batch job, and what grew since the
 # mid-run dump.
 if [ "$ALLOC" = jvmalloc ]; then
-    count() { ls "$OUT"/stats/taskmanager-*.json 2>/dev/null | wc -l; }
+    count() { find "$OUT/stats" -maxdepth 1 -name 'taskmanager-*.json' | wc -l; }
     before=$(count)
     kill -USR1 "$TM_PID"
     for _ in $(seq 100); do
@@ -237,6 +259,7 @@ if [ "$ALLOC" = jvmalloc ]; then
         sleep 0.1
     done
     [ "$(count)" -gt "$before" ] || fail "no dump after kill -USR1"
+    # shellcheck disable=SC2012 # names without spaces; the newest one
     last=$(ls -t "$OUT"/stats/taskmanager-*.json | head -1)
     "$ROOT/target/release/jvmalloc" diff "$OUT/stats/mid-run.json" "$last" >"$OUT/stats/diff.txt" ||
         fail "jvmalloc diff failed"
@@ -257,13 +280,20 @@ state=$(rest "/jobs/$JOB_ID" | python3 -c 'import json, sys; print(json.load(sys
 flink cancel -m "localhost:$REST_PORT" "$JOB_ID" >>"$OUT/log/streaming.out" 2>&1 || fail "cannot cancel the streaming job"
 say "streaming job ran $STREAM_S s with $completed checkpoints; cancelled"
 echo -e "streaming\t$STREAM_S\t$(tm_mem)" >>"$OUT/jobs.tsv"
+run_child sleep "$IDLE_S"
+idle_mem=$(tm_mem)
+echo -e "idle\t$IDLE_S\t$idle_mem" >>"$OUT/jobs.tsv"
+say "TaskManager RSS/peak kB after $IDLE_S s without a job: ${idle_mem/$'\t'//}"
 
 # --- summary ---------------------------------------------------------------------------
 {
     echo "allocator $ALLOC"
     echo "batch_jobs $JOBS"
+    echo "tm_java_opts ${tm_java_opts[*]:--}"
+    echo "rss_at_start_kb $(echo "$start_mem" | cut -f1)"
     echo "total_job_seconds $(echo "scale=1; $total_ms / 1000" | bc)"
     awk 'NR == 2 {print "rss_after_job1_kb " $3} $1 ~ /^[0-9]+$/ {last = $3} END {print "rss_after_last_job_kb " last}' "$OUT/jobs.tsv"
+    echo "rss_after_idle_kb $(echo "$idle_mem" | cut -f1)"
     echo "peak_rss_kb $(tm_mem | cut -f2)"
     echo "checkpoints $completed"
 } >"$OUT/summary.txt"

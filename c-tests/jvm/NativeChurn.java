@@ -14,6 +14,7 @@ import java.util.zip.Inflater;
  * Every round checks its own result (round trip through zlib, buffer checksums).
  *
  * <p>Usage: {@code java NativeChurn [threads] [rounds] [--wait | --idle SECONDS]}. Prints
+ * {@code start VmRSS <kB> kB} before the work (the JVM's own start-up), then
  * {@code NativeChurn: ok ...} and the process's VmRSS/VmHWM, and exits 0 when every check
  * held. With {@code --wait} it then keeps 96 MiB of Java heap touched and a thread named
  * {@code keeper-thread} (holding a 4 MiB direct buffer) alive, prints {@code ready <pid>}
@@ -118,6 +119,7 @@ public class NativeChurn {
         int rounds = args.length > 1 ? Integer.parseInt(args[1]) : 200;
         boolean wait = args.length > 2 && args[2].equals("--wait");
         int idleSeconds = args.length > 3 && args[2].equals("--idle") ? Integer.parseInt(args[3]) : 0;
+        System.out.println("start VmRSS " + status("VmRSS"));
         List<Thread> ts = new ArrayList<>();
         for (int i = 0; i < threads; i++) {
             final int id = i;
