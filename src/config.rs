@@ -92,6 +92,17 @@ pub enum ProfileMode {
     Never,
 }
 
+impl ProfileMode {
+    /// The variable's spelling of this mode.
+    pub fn word(self) -> &'static str {
+        match self {
+            ProfileMode::On => "on",
+            ProfileMode::Off => "off",
+            ProfileMode::Never => "never",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct ProfileConfig {
     pub mode: ProfileMode,
@@ -609,26 +620,22 @@ pub fn load() -> Config {
 /// Allocation-site sampling, for a process in scope.
 fn read_profile() -> ProfileConfig {
     const NAME: &str = "JVMALLOC_PROFILE";
-    let default_word = match PROFILE_DEFAULT {
-        ProfileMode::On => "on",
-        ProfileMode::Off => "off",
-        ProfileMode::Never => "never",
-    };
     let mode = match env::get(NAME) {
         None => PROFILE_DEFAULT,
         Some(raw) => {
             let t = raw.trim_ascii();
-            if t.eq_ignore_ascii_case(b"on") {
-                ProfileMode::On
-            } else if t.eq_ignore_ascii_case(b"off") {
-                ProfileMode::Off
-            } else if t.eq_ignore_ascii_case(b"never") {
-                ProfileMode::Never
+            let modes = [ProfileMode::On, ProfileMode::Off, ProfileMode::Never];
+            if let Some(m) = modes
+                .into_iter()
+                .find(|m| t.eq_ignore_ascii_case(m.word().as_bytes()))
+            {
+                m
             } else {
                 warn(NAME, raw, |l| {
                     write!(
                         l,
-                        " is not on, off or never; using {default_word} (the default)"
+                        " is not on, off or never; using {} (the default)",
+                        PROFILE_DEFAULT.word()
                     )
                 });
                 PROFILE_DEFAULT
@@ -842,11 +849,7 @@ impl Config {
         let _ = write!(
             l,
             " profile={} profile_sample={}",
-            match self.profile.mode {
-                ProfileMode::On => "on",
-                ProfileMode::Off => "off",
-                ProfileMode::Never => "never",
-            },
+            self.profile.mode.word(),
             1u64 << self.profile.lg_sample
         );
         let _ = l.write_str("; jemalloc options ");

@@ -457,19 +457,15 @@ fn sorted(m: HashMap<String, Estimate>) -> Vec<(String, Estimate)> {
 /// `[no file]` when its first frame outside the runtime is in no file (JIT code), `[runtime]`
 /// when every frame is in the runtime.
 pub fn library_of(frames: &[u64], maps: &[Mapping], own: &str) -> String {
-    for (i, &a) in frames.iter().enumerate() {
+    let objects = frames.iter().enumerate().map(|(i, &a)| {
         // A return address (every frame but the innermost) may be just past its call's
         // mapping: look up the call, as the command does.
         let a = if i > 0 { a.wrapping_sub(1) } else { a };
-        let Some(m) = maps.iter().find(|m| m.start <= a && a < m.end) else {
-            return "[no file]".to_string();
-        };
-        let base = sites::basename(&m.path);
-        if !sites::is_runtime(base, own) {
-            return base.to_string();
-        }
-    }
-    "[runtime]".to_string()
+        maps.iter()
+            .find(|m| m.start <= a && a < m.end)
+            .map(|m| sites::basename(&m.path))
+    });
+    sites::library(objects, own)
 }
 
 /// Summarises the profile for a dump; `None` when profiles are unavailable or empty while

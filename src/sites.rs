@@ -43,6 +43,21 @@ pub fn is_runtime(base: &str, own: &str) -> bool {
     base == own || RUNTIME.iter().any(|r| base.starts_with(r))
 }
 
+/// The library a stack is attributed to, from the objects of its frames, innermost first
+/// (`None`: a frame in no file, i.e. JIT-compiled or interpreted Java): the first object
+/// outside the runtime, `[no file]` when a frame in no file comes first, `[runtime]` when
+/// every frame is in the runtime.
+pub fn library<'a>(objects: impl IntoIterator<Item = Option<&'a str>>, own: &str) -> String {
+    for o in objects {
+        match o {
+            None => return "[no file]".to_string(),
+            Some(base) if !is_runtime(base, own) => return base.to_string(),
+            Some(_) => {}
+        }
+    }
+    "[runtime]".to_string()
+}
+
 /// The function name without parameters or template arguments of a demangled C++ name,
 /// and without a C++ scope (`os::malloc(unsigned long)` → `malloc`).
 #[cfg_attr(not(test), allow(dead_code))]
@@ -80,6 +95,16 @@ mod tests {
         assert_eq!(basename("/a/b/libz.so.1"), "libz.so.1");
         assert_eq!(basename("libz.so.1"), "libz.so.1");
         assert_eq!(basename("/usr/lib/libjvm.so (deleted)"), "libjvm.so");
+        let own = "libjvmalloc.so";
+        assert_eq!(
+            library([Some(own), Some("libc.so.6"), Some("libz.so.1")], own),
+            "libz.so.1"
+        );
+        assert_eq!(
+            library([Some("libc.so.6"), None, Some("libz.so.1")], own),
+            "[no file]"
+        );
+        assert_eq!(library([Some(own), Some("libc.so.6")], own), "[runtime]");
     }
 
     #[test]

@@ -288,16 +288,12 @@ pub fn build(answer: &[u8], pid: u32, perf_map: Option<PathBuf>) -> Result<Profi
             .count();
         let frames = &frames[skip..];
         // From the mapping only: JIT code is `[no file]` whether or not a perf map names it.
-        let library = frames
-            .iter()
-            .find(|f| match f.library.as_deref() {
-                Some(l) if !f.java => !sites::is_runtime(l, &own),
-                _ => true,
-            })
-            .map_or("[runtime]".to_string(), |f| match f.library.as_deref() {
-                Some(l) if !f.java && !l.starts_with('[') => l.to_string(),
-                _ => "[no file]".to_string(),
-            });
+        let objects = frames.iter().map(|f| {
+            f.library
+                .as_deref()
+                .filter(|l| !f.java && !l.starts_with('['))
+        });
+        let library = sites::library(objects, &own);
         // The JNI/JVM function Java called, or else (when it tail-called the allocator and
         // left no frame, as JDK 25's Unsafe_AllocateMemory0 does) the Java method itself,
         // when the perf map names it.
@@ -639,25 +635,14 @@ impl Growth {
 
 fn growth(old: &[(String, Live)], new: &[(String, Live)]) -> Vec<Growth> {
     let mut m: HashMap<&str, Growth> = HashMap::new();
-    for (k, l) in old {
-        m.entry(k)
-            .or_insert_with(|| Growth {
-                name: k.clone(),
-                old: Live::default(),
-                new: Live::default(),
-            })
-            .old
-            .add(l);
-    }
-    for (k, l) in new {
-        m.entry(k)
-            .or_insert_with(|| Growth {
-                name: k.clone(),
-                old: Live::default(),
-                new: Live::default(),
-            })
-            .new
-            .add(l);
+    let sides = old.iter().map(|r| (r, true));
+    for ((k, l), is_old) in sides.chain(new.iter().map(|r| (r, false))) {
+        let g = m.entry(k).or_insert_with(|| Growth {
+            name: k.clone(),
+            old: Live::default(),
+            new: Live::default(),
+        });
+        if is_old { &mut g.old } else { &mut g.new }.add(l);
     }
     let mut v: Vec<Growth> = m.into_values().collect();
     v.sort_by(|a, b| b.delta().total_cmp(&a.delta()).then(a.name.cmp(&b.name)));
