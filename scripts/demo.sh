@@ -52,7 +52,7 @@ echo "== building the library (the first build takes a minute or two)"
 cargo build --release
 classes=target/demo-classes
 mkdir -p "$classes"
-javac -d "$classes" scripts/demo/LeakyService.java
+javac -d "$classes" scripts/demo/LeakyService.java c-tests/jvm/NativeChurn.java
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/jvmalloc-demo.XXXXXX")
 live=() # pids of the JVMs this script started and has not stopped yet

@@ -80,9 +80,11 @@ public class NativeChurn {
         }
     }
 
-    static void work(int id, int rounds) {
+    /** Rounds {@code from} (inclusive) to {@code to} of worker {@code id}; also the work of
+     * scripts/demo/LeakyService.java. */
+    static void work(int id, int from, int to) {
         try {
-            for (int r = 0; r < rounds; r++) {
+            for (int r = from; r < to; r++) {
                 long seed = (id * 1_000_003L) + r * 7919L;
                 zlibRound(seed);
                 directRound(seed);
@@ -123,7 +125,7 @@ public class NativeChurn {
         List<Thread> ts = new ArrayList<>();
         for (int i = 0; i < threads; i++) {
             final int id = i;
-            Thread t = new Thread(() -> work(id, rounds), "churn-" + i);
+            Thread t = new Thread(() -> work(id, 0, rounds), "churn-" + i);
             t.start();
             ts.add(t);
         }

@@ -1,13 +1,8 @@
-import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.List;
-import java.util.concurrent.atomic.AtomicLong;
-import java.util.zip.DataFormatException;
 import java.util.zip.Deflater;
-import java.util.zip.Inflater;
 
 /**
  * The workload of scripts/demo.sh: a service that churns native memory from many threads
@@ -16,8 +11,8 @@ import java.util.zip.Inflater;
  * <p>Churn: {@code threads} worker threads each run {@code rounds} rounds of a zlib round
  * trip (Deflater and Inflater, both ended), a direct ByteBuffer of up to 2 MiB (freed later
  * by the JVM's cleaner) and, every 25 rounds, a short-lived child thread doing one more
- * zlib round. All of that is freed again: only an allocator that keeps freed memory leaves
- * it in RSS.
+ * zlib round: the rounds of c-tests/jvm/NativeChurn.java (compiled alongside). All of that
+ * is freed again: only an allocator that keeps freed memory leaves it in RSS.
  *
  * <p>Leak: one thread named {@code leaky-deflater} creates {@code leak} Deflaters, compresses
  * 128 KiB with each (so their zlib state is written, hence resident) and keeps them in a
@@ -31,92 +26,13 @@ import java.util.zip.Inflater;
  * idles until killed (at most 10 minutes). Exits 1 if a round-trip check failed.
  */
 public class LeakyService {
-    static final AtomicLong failures = new AtomicLong();
     static final List<Deflater> leaked = new ArrayList<>();
-
-    static byte[] sample(long seed, int len) {
-        byte[] b = new byte[len];
-        long x = seed | 1;
-        for (int i = 0; i < len; i++) {
-            x ^= x << 13;
-            x ^= x >>> 7;
-            x ^= x << 17;
-            // Half-compressible: repeated runs mixed with noise.
-            b[i] = (byte) ((i % 64 < 32) ? 'a' + (i % 7) : x);
-        }
-        return b;
-    }
-
-    static void zlibRound(long seed) throws DataFormatException {
-        byte[] in = sample(seed, 4096 + (int) (seed % 60000));
-        Deflater d = new Deflater((int) (seed % 9) + 1);
-        d.setInput(in);
-        d.finish();
-        byte[] buf = new byte[in.length + 1024];
-        int clen = 0;
-        while (!d.finished()) {
-            clen += d.deflate(buf, clen, buf.length - clen);
-        }
-        d.end();
-        Inflater inf = new Inflater();
-        inf.setInput(buf, 0, clen);
-        byte[] out = new byte[in.length];
-        int n = 0;
-        while (!inf.finished() && n < out.length) {
-            n += inf.inflate(out, n, out.length - n);
-        }
-        inf.end();
-        if (n != in.length || !Arrays.equals(in, out)) {
-            failures.incrementAndGet();
-        }
-    }
-
-    static void directRound(long seed) {
-        int size = 1024 + (int) (seed % (2 << 20));
-        ByteBuffer b = ByteBuffer.allocateDirect(size);
-        long sum = 0;
-        for (int i = 0; i < size; i += 64) {
-            b.put(i, (byte) i);
-            sum += (byte) i;
-        }
-        long check = 0;
-        for (int i = 0; i < size; i += 64) {
-            check += b.get(i);
-        }
-        if (check != sum) {
-            failures.incrementAndGet();
-        }
-    }
-
-    static void work(int id, int from, int to) {
-        try {
-            for (int r = from; r < to; r++) {
-                long seed = (id * 1_000_003L) + r * 7919L;
-                zlibRound(seed);
-                directRound(seed);
-                if (r % 25 == 0) {
-                    Thread t = new Thread(() -> {
-                        try {
-                            zlibRound(seed + 1);
-                        } catch (DataFormatException e) {
-                            failures.incrementAndGet();
-                        }
-                    }, "churn-child-" + id);
-                    t.start();
-                    t.join();
-                }
-            }
-        } catch (Exception e) {
-            e.printStackTrace();
-            failures.incrementAndGet();
-        }
-    }
 
     static void churn(int threads, int from, int to, Runnable alongside) throws InterruptedException {
         List<Thread> ts = new ArrayList<>();
         for (int i = 0; i < threads; i++) {
             final int id = i;
-            Thread t = new Thread(() -> work(id, from, to), "churn-" + i);
+            Thread t = new Thread(() -> NativeChurn.work(id, from, to), "churn-" + i);
             t.start();
             ts.add(t);
         }
@@ -130,7 +46,7 @@ public class LeakyService {
 
     /** The bug: Deflaters created for a "cache" and never ended. */
     static void leak(int count) {
-        byte[] input = sample(42, 128 << 10);
+        byte[] input = NativeChurn.sample(42, 128 << 10);
         byte[] out = new byte[64 << 10];
         for (int i = 0; i < count; i++) {
             Deflater d = new Deflater();
@@ -207,8 +123,8 @@ public class LeakyService {
             }
         }
         settle();
-        if (failures.get() != 0) {
-            System.out.println("FAILED: " + failures.get() + " round trips did not check out");
+        if (NativeChurn.failures.get() != 0) {
+            System.out.println("FAILED: " + NativeChurn.failures.get() + " round trips did not check out");
             System.exit(1);
         }
         System.out.println("work-done threads=" + threads + " rounds=" + rounds + " leaked-deflaters=" + leaked.size());
