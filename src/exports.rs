@@ -13,19 +13,15 @@
 //! `realloc` moves them to jemalloc.
 #![allow(clippy::missing_safety_doc)] // The C contracts are glibc's; see docs/glibc-api.md.
 
-use crate::{boot, init};
+use crate::{boot, errno, init};
 use core::ffi::{c_int, c_void};
 use tikv_jemalloc_sys as je;
 
 type Ptr = *mut c_void;
 
-fn errno_slot() -> *mut c_int {
-    crate::errno::slot()
-}
-
 fn set_errno(e: c_int) {
     // SAFETY: the calling thread's errno slot.
-    unsafe { *errno_slot() = e };
+    unsafe { *errno::slot() = e };
 }
 
 /// NULL with `errno = ENOMEM`: a size that overflows.
@@ -36,7 +32,7 @@ fn overflow() -> Ptr {
 
 fn errno() -> c_int {
     // SAFETY: as above.
-    unsafe { *errno_slot() }
+    unsafe { *errno::slot() }
 }
 
 fn page_size() -> usize {
@@ -59,7 +55,7 @@ unsafe fn do_free(p: Ptr) {
         return;
     }
     // One lookup of this thread's errno slot, kept across the call.
-    let slot = errno_slot();
+    let slot = errno::slot();
     // SAFETY: the slot is this thread's errno, valid for the thread's life.
     let e = unsafe { *slot };
     // SAFETY: the caller passes NULL or a live pointer from this allocator.
