@@ -200,6 +200,16 @@ fn ok_or_panic(errors: Vec<String>) {
     assert!(errors.is_empty(), "{}", errors.join("\n\n"));
 }
 
+/// Runs `check` with the `java` of every JDK on the machine; fails with every error once
+/// all have run.
+fn under_every_java(check: impl Fn(&Path) -> Result<(), String>) {
+    let errors = jdks()
+        .into_iter()
+        .filter_map(|home| check(&home.join("bin/java")).err())
+        .collect();
+    ok_or_panic(errors);
+}
+
 // ---------------------------------------------------------------------------------------
 // 1. The last thread ends the process (C).
 
@@ -294,58 +304,44 @@ fn ready_pid(live: &Live) -> Result<u32, String> {
 /// then that thread returns and the JVM exits 0.
 #[test]
 fn jvm_answers_a_dump_and_ends_with_its_last_thread() {
-    let mut errors = vec![];
-    for java in jdks().into_iter().map(|h| h.join("bin/java")) {
-        let res = (|| -> Result<(), String> {
-            let mut live = last_thread_jvm(&java, run(&java).default_scope());
-            let pid = ready_pid(&live)?;
-            usr1(pid);
-            live.dumps(1, 30)?;
-            live.send("quit");
-            let out = live.finish(60)?;
-            if out.code != Some(0) || !out.stdout.contains("done") {
-                return Err(format!(
-                    "{}: exit {:?} signal {:?}\n{}\n{}",
-                    java.display(),
-                    out.code,
-                    out.signal,
-                    out.stdout,
-                    out.stderr
-                ));
-            }
-            Ok(())
-        })();
-        if let Err(e) = res {
-            errors.push(e);
+    under_every_java(|java| {
+        let mut live = last_thread_jvm(java, run(java).default_scope());
+        let pid = ready_pid(&live)?;
+        usr1(pid);
+        live.dumps(1, 30)?;
+        live.send("quit");
+        let out = live.finish(60)?;
+        if out.code != Some(0) || !out.stdout.contains("done") {
+            return Err(format!(
+                "{}: exit {:?} signal {:?}\n{}\n{}",
+                java.display(),
+                out.code,
+                out.signal,
+                out.stdout,
+                out.stderr
+            ));
         }
-    }
-    ok_or_panic(errors);
+        Ok(())
+    });
 }
 
 #[test]
 fn jvm_ends_with_its_last_thread_glibc() {
-    let mut errors = vec![];
-    for java in jdks().into_iter().map(|h| h.join("bin/java")) {
-        let res = (|| -> Result<(), String> {
-            let mut live = last_thread_jvm(&java, run(&java).glibc().default_scope());
-            ready_pid(&live)?;
-            live.send("quit");
-            let out = live.finish(60)?;
-            if out.code != Some(0) || !out.stdout.contains("done") {
-                return Err(format!(
-                    "{}: exit {:?}\n{}",
-                    java.display(),
-                    out.code,
-                    out.stderr
-                ));
-            }
-            Ok(())
-        })();
-        if let Err(e) = res {
-            errors.push(e);
+    under_every_java(|java| {
+        let mut live = last_thread_jvm(java, run(java).glibc().default_scope());
+        ready_pid(&live)?;
+        live.send("quit");
+        let out = live.finish(60)?;
+        if out.code != Some(0) || !out.stdout.contains("done") {
+            return Err(format!(
+                "{}: exit {:?}\n{}",
+                java.display(),
+                out.code,
+                out.stderr
+            ));
         }
-    }
-    ok_or_panic(errors);
+        Ok(())
+    });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -660,44 +656,37 @@ fn bash_trap_shows_nothing() {
 /// it: Java's handler runs on the next SIGUSR1 and the library writes no more dumps.
 #[test]
 fn java_signal_handle_replaces_the_library_handler() {
-    let mut errors = vec![];
-    for java in jdks().into_iter().map(|h| h.join("bin/java")) {
-        let res = (|| -> Result<(), String> {
-            let mut live = last_thread_jvm(&java, run(&java).default_scope());
-            let pid = ready_pid(&live)?;
-            usr1(pid);
-            live.dumps(1, 30)?;
-            live.send("handle");
-            let l = live.line("handled ", 30)?;
-            if l != "handled previous=native" {
-                return Err(format!("{}: {l}", java.display()));
-            }
-            usr1(pid);
-            live.line("java got SIGUSR1", 30)?;
-            std::thread::sleep(Duration::from_secs(1));
-            if live.dump_count() != 1 {
-                return Err(format!(
-                    "a dump after Java took SIGUSR1 over: {}",
-                    live.said()
-                ));
-            }
-            live.send("quit");
-            let out = live.finish(60)?;
-            if out.code != Some(0) {
-                return Err(format!(
-                    "{}: exit {:?}\n{}",
-                    java.display(),
-                    out.code,
-                    out.stderr
-                ));
-            }
-            Ok(())
-        })();
-        if let Err(e) = res {
-            errors.push(e);
+    under_every_java(|java| {
+        let mut live = last_thread_jvm(java, run(java).default_scope());
+        let pid = ready_pid(&live)?;
+        usr1(pid);
+        live.dumps(1, 30)?;
+        live.send("handle");
+        let l = live.line("handled ", 30)?;
+        if l != "handled previous=native" {
+            return Err(format!("{}: {l}", java.display()));
         }
-    }
-    ok_or_panic(errors);
+        usr1(pid);
+        live.line("java got SIGUSR1", 30)?;
+        std::thread::sleep(Duration::from_secs(1));
+        if live.dump_count() != 1 {
+            return Err(format!(
+                "a dump after Java took SIGUSR1 over: {}",
+                live.said()
+            ));
+        }
+        live.send("quit");
+        let out = live.finish(60)?;
+        if out.code != Some(0) {
+            return Err(format!(
+                "{}: exit {:?}\n{}",
+                java.display(),
+                out.code,
+                out.stderr
+            ));
+        }
+        Ok(())
+    });
 }
 
 /// A JVM out of scope (JVMALLOC_PROCESSES names something else): Java finds SIG_DFL, as
