@@ -593,12 +593,7 @@ pub fn svg(p: &Profile) -> Result<Vec<u8>, String> {
 pub fn read(path: &std::path::Path) -> Result<Profile, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let line = text
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("");
-    serde_json::from_str::<Profile>(line).map_err(|e| {
+    serde_json::from_str::<Profile>(last_line(&text)).map_err(|e| {
         format!(
             "{} is not a whole jvmalloc profile (jvmalloc profile --format json): {e}",
             path.display()
@@ -609,12 +604,16 @@ pub fn read(path: &std::path::Path) -> Result<Profile, String> {
 /// Whether the file looks like a profile rather than a dump (its last line names the
 /// profile schema).
 pub fn is_profile(path: &std::path::Path) -> bool {
-    std::fs::read_to_string(path).is_ok_and(|t| {
-        t.lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .is_some_and(|l| l.contains(&format!("\"schema\":\"{SCHEMA}\"")))
-    })
+    std::fs::read_to_string(path)
+        .is_ok_and(|t| last_line(&t).contains(&format!("\"schema\":\"{SCHEMA}\"")))
+}
+
+/// The last line of `text` that is not blank (a profile file holds one).
+fn last_line(text: &str) -> &str {
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
 }
 
 /// Growth of one key between two profiles.
