@@ -40,6 +40,11 @@ pub fn owns(p: *const c_void) -> bool {
     (p as usize).wrapping_sub(base()) < SIZE
 }
 
+/// Whether any block was ever handed out (blocks are never given back).
+pub fn used() -> bool {
+    USED.load(Relaxed) != 0
+}
+
 /// A zeroed block of `size` bytes aligned to `align` (a power of two), or NULL with
 /// `errno` set when the area is used up or the alignment is too large.
 pub fn alloc(size: usize, align: usize) -> *mut c_void {

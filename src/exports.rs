@@ -15,9 +15,29 @@
 
 use crate::{boot, errno, init};
 use core::ffi::{c_int, c_void};
+use core::sync::atomic::{AtomicIsize, Ordering::Relaxed};
 use tikv_jemalloc_sys as je;
 
 type Ptr = *mut c_void;
+
+/// errno's offset from the thread pointer ([`errno::offset`]) once the fast paths of `free`
+/// and `realloc` are open, 0 until then (and for good where they cannot be).
+///
+/// Non-zero means three things at once, so that `free` tests one word: initialisation is
+/// over; errno can be read and written `%fs`-relative; and the bootstrap heap was never
+/// used, so no pointer the program passes can be one of its blocks (blocks come from it
+/// only while initialising, see [`crate::boot`]). Set once by [`arm_fast_paths`], never
+/// changed after.
+static FAST: AtomicIsize = AtomicIsize::new(0);
+
+/// Opens the fast paths if they can be; called once, by the initialising thread, after
+/// initialisation is over (from then on no allocation comes from the bootstrap heap, so
+/// whether it was used is settled).
+pub fn arm_fast_paths() {
+    if !boot::used() {
+        FAST.store(errno::offset(), Relaxed);
+    }
+}
 
 fn set_errno(e: c_int) {
     // SAFETY: the calling thread's errno slot.
@@ -40,17 +60,60 @@ fn page_size() -> usize {
     unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
 }
 
+// The entry points are split in two: a fast path inlined into each exported function,
+// which tests one word and hands over to jemalloc with a tail call where it can, and a
+// cold out-of-line function for everything else (initialisation, the bootstrap heap, the
+// unusual arguments). The split keeps the fast paths free of the register saves the slow
+// ones need.
+
 #[inline(always)]
 fn do_malloc(size: usize) -> Ptr {
+    if init::done() {
+        // SAFETY: jemalloc's malloc accepts any size and reports failure as NULL + ENOMEM.
+        return unsafe { je::malloc(size) };
+    }
+    malloc_cold(size)
+}
+
+#[cold]
+#[inline(never)]
+fn malloc_cold(size: usize) -> Ptr {
     if !init::ready() {
         return boot::alloc(size, 1);
     }
-    // SAFETY: jemalloc's malloc accepts any size and reports failure as NULL + ENOMEM.
+    // SAFETY: as in `do_malloc`.
     unsafe { je::malloc(size) }
 }
 
+/// `free` keeps errno (glibc promises it since 2.33), and jemalloc 5.3.1's `free` does not
+/// always: a free that ticks decay purges pages, and `pages_purge_forced` (src/pages.c) calls
+/// `madvise(MADV_DONTNEED)` without saving errno, which fails with `EINVAL` on locked pages
+/// (a process that called `mlockall`, as Elasticsearch's `bootstrap.memory_lock` does);
+/// the same file saves errno around `process_madvise` alone, with a TODO about "errno
+/// preservation for free()". So errno is saved and restored around every call, which is
+/// why this cannot be a tail call: the fast path keeps errno in a callee-saved register and
+/// reaches it `%fs`-relative (see [`FAST`]), ten instructions in all.
 #[inline(always)]
 unsafe fn do_free(p: Ptr) {
+    let off = FAST.load(Relaxed);
+    if off == 0 {
+        // SAFETY: forwarded caller's contract.
+        return unsafe { free_cold(p) };
+    }
+    // SAFETY: `off` is errno's offset (FAST is non-zero only with it).
+    let e = unsafe { errno::read_at(off) };
+    // SAFETY: the caller passes NULL or a live pointer from jemalloc (FAST non-zero: no
+    // bootstrap block exists).
+    unsafe { je::free(p) };
+    // FAST is loaded again rather than kept across the call: it never changes once
+    // non-zero, and reloading it is one instruction where keeping it costs a saved register.
+    // SAFETY: as for `read_at` above.
+    unsafe { errno::write_at(FAST.load(Relaxed), e) };
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn free_cold(p: Ptr) {
     if boot::owns(p) {
         return;
     }
@@ -66,18 +129,40 @@ unsafe fn do_free(p: Ptr) {
 
 #[inline(always)]
 fn do_calloc(n: usize, size: usize) -> Ptr {
+    if init::done() {
+        // SAFETY: jemalloc's calloc checks `n * size` for overflow (NULL + ENOMEM).
+        return unsafe { je::calloc(n, size) };
+    }
+    calloc_cold(n, size)
+}
+
+#[cold]
+#[inline(never)]
+fn calloc_cold(n: usize, size: usize) -> Ptr {
     if !init::ready() {
         return match n.checked_mul(size) {
             Some(total) => boot::alloc(total, 1),
             None => overflow(),
         };
     }
-    // SAFETY: jemalloc's calloc checks `n * size` for overflow (NULL + ENOMEM).
+    // SAFETY: as in `do_calloc`.
     unsafe { je::calloc(n, size) }
 }
 
 #[inline(always)]
 unsafe fn do_realloc(p: Ptr, size: usize) -> Ptr {
+    if FAST.load(Relaxed) != 0 && !p.is_null() && size != 0 {
+        // SAFETY: `p` is live (caller's contract) and not a bootstrap block (FAST non-zero:
+        // none exists), `size > 0`; on failure jemalloc leaves `p` intact.
+        return unsafe { je::realloc(p, size) };
+    }
+    // SAFETY: forwarded caller's contract.
+    unsafe { realloc_cold(p, size) }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn realloc_cold(p: Ptr, size: usize) -> Ptr {
     if p.is_null() {
         return do_malloc(size);
     }

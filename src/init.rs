@@ -2,12 +2,14 @@
 //!
 //! Another library's constructor (libstdc++'s exception pool, for one) or the dynamic loader
 //! may call `malloc` before jvmalloc's own constructor runs. Every exported allocation
-//! function therefore calls [`ready`] first: one atomic load on the fast path. The first
-//! caller reads the configuration (raw system calls only, nothing that allocates), hands
-//! jemalloc its options and initialises jemalloc. Another thread that arrives meanwhile
-//! waits; the initialising thread itself, re-entering because something jemalloc's
-//! initialisation calls was interposed by an allocating library, is told "not ready" and
-//! served from [`crate::boot`] instead of waiting for itself.
+//! function therefore checks [`ready`] first: on the fast path one atomic load ([`done`]),
+//! tested inline by the exports, which call [`ready`] from a cold function otherwise. The
+//! first caller reads the configuration (raw system calls only, nothing that allocates),
+//! hands jemalloc its options and initialises jemalloc. Another thread that arrives
+//! meanwhile waits; the initialising thread itself, re-entering because something
+//! jemalloc's initialisation calls was interposed by an allocating library, is told "not
+//! ready" and served from [`crate::boot`] instead of waiting for itself. Once it is over,
+//! [`crate::exports::arm_fast_paths`] opens the shorter paths of `free` and `realloc`.
 //!
 //! At load ([`on_load`]), a process in scope (see [`crate::scope`]) also gets the thread
 //! registry, the signal handler and the fork handler; everything else gets the allocator
@@ -45,7 +47,13 @@ fn raw_gettid() -> u32 {
 /// [`crate::boot`].
 #[inline(always)]
 pub fn ready() -> bool {
-    STATE.load(Ordering::Acquire) == DONE || slow()
+    done() || slow()
+}
+
+/// Whether initialisation is over (then [`ready`] is `true` for every thread, for good).
+#[inline(always)]
+pub fn done() -> bool {
+    STATE.load(Ordering::Acquire) == DONE
 }
 
 /// Makes sure jvmalloc is configured, for entry points other than allocation (a re-entrant
@@ -74,6 +82,7 @@ fn slow() -> bool {
             jemalloc::initialise();
             crate::errno::learn();
             STATE.store(DONE, Ordering::Release);
+            crate::exports::arm_fast_paths();
             if cfg.verbose {
                 cfg.print();
             }

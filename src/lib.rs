@@ -2,7 +2,8 @@
 //!
 //! How the modules fit:
 //! - [`exports`] is the C allocation API (`malloc`, `free`, ... and glibc's `__libc_*`
-//!   names) that replaces glibc's; every entry point calls [`init::ready`] and forwards to
+//!   names) that replaces glibc's; every entry point makes sure of [`init::ready`] (one
+//!   load and test on the fast path, a cold function for the rest) and forwards to
 //!   jemalloc, keeping glibc's contracts (errno, overflow, alignment, `realloc(p, 0)`).
 //!   Allocations that re-enter while jvmalloc initialises come from [`boot`]; [`errno`]
 //!   finds the thread's `errno` without a call into the C library.
