@@ -107,3 +107,18 @@ fn thread_churn() {
     out.assert_ok();
     assert!(out.stdout.contains("churn: ok"));
 }
+
+/// `free` keeps errno even where jemalloc's own `free` would not: in a process that locked its
+/// memory, the purge a free triggers fails (`madvise` → EINVAL) and jemalloc does not save
+/// errno around it. This is why the exported `free` saves and restores errno instead of
+/// jumping straight to jemalloc (docs/benchmarks.md, "What the exported functions add").
+#[test]
+fn free_keeps_errno_when_purging_locked_memory() {
+    let p = compile("mlocked", &[]);
+    let out = run(&p)
+        .env("JVMALLOC_DIRTY_DECAY_MS", "0")
+        .timeout(120)
+        .output();
+    out.assert_ok();
+    assert!(out.stdout.contains("mlocked: ok"), "{}", out.stdout);
+}
