@@ -87,7 +87,7 @@ fn verbose_prints_the_effective_configuration_once() {
     assert!(
         lines[0].contains(
             "\"narenas:5,dirty_decay_ms:2500,muzzy_decay_ms:100,tcache_max:16384,oversize_threshold:67108864,\
-             prof:true,prof_active:false,lg_prof_sample:19,prof_sys_thread_name:true,prof_stats:true,\
+             cache_oblivious:false,prof:true,prof_active:false,lg_prof_sample:19,prof_sys_thread_name:true,prof_stats:true,\
              lg_extent_max_active_fit:4\""
         ),
         "{}",
