@@ -4,6 +4,7 @@ docs/benchmarks.md between the "bench.sh" markers) and gnuplot charts (SVG).
 
 Usage: bench-report.py RESULTS_DIR BENCHMARKS_MD IMG_DIR
 """
+import json
 import os
 import statistics
 import subprocess
@@ -102,6 +103,35 @@ def flink_values(alloc, fn):
     return [v for v in vals if v is not None]
 
 
+def where_tm_memory():
+    """jvmalloc's TaskManager at start and after idle, from the dumps flink-e2e.sh takes."""
+    rows = [("at start", "start.json"), ("after 10 s idle", "idle.json")]
+    cols = [("RSS", lambda m: m["rss"]),
+            ("not malloc (Java heap, code, stacks, ...)", lambda m: m["rss_not_malloc"]),
+            ("malloc allocated", lambda m: m["allocated"]),
+            ("of which in thread caches", lambda m: m["tcache"]),
+            ("jemalloc metadata", lambda m: m["metadata"]),
+            ("dirty", lambda m: m["dirty"]),
+            ("active − allocated", lambda m: m["active"] - m["allocated"])]
+    out = []
+    for label, file in rows:
+        dumps = []
+        for r in flink_runs("jvmalloc") if "jvmalloc" in allocs else []:
+            path = os.path.join(r["dir"], "stats", file)
+            if os.path.exists(path):
+                dumps.append(json.load(open(path))["memory"])
+        if dumps:
+            cells = [f"{statistics.median(fn(m) for m in dumps) / (1 << 20):.0f}" for _, fn in cols]
+            out.append(f"| {label} | " + " | ".join(cells) + " |")
+    if not out:
+        return ""
+    return ("**Where jvmalloc's TaskManager memory is** (its own dumps, `jvmalloc dump --format json`, "
+            f"taken right after the RSS readings above; MiB, median of {len(dumps)} runs; see "
+            "[stats.md](stats.md) for each figure)\n\n"
+            "| when | " + " | ".join(c[0] for c in cols) + " |\n|---|" + "---|" * len(cols) + "\n"
+            + "\n".join(out) + "\n")
+
+
 def main():
     mib = 1 / 1024
     parts = [f"Machine: {open(os.path.join(res, 'machine')).read().strip()}.",
@@ -157,6 +187,7 @@ def main():
             fcol("RSS after 10 s idle", summary_kb("rss_after_idle_kb"), mib, "{:.0f}"),
             fcol("total job time", lambda r: sum(j[1] for j in r["jobs"]), 1, "{:.1f}"),
         ]))
+        parts.append(where_tm_memory())
         charts(parts)
     text = "\n".join(parts)
     md = open(md_path).read()

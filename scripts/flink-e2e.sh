@@ -23,7 +23,8 @@
 # Writes to $OUT (default target/flink-e2e/ALLOCATOR): rss.tsv (TaskManager VmRSS/VmHWM every
 # second from its registration), jobs.tsv (per job: seconds, RSS and peak after it; then the
 # streaming job and the idle time), summary.txt (with the RSS 2 s after the TaskManager
-# registered, before the first job, and after the idle time), stats/, log/.
+# registered, before the first job, and after the idle time), stats/ (under jvmalloc: dumps
+# at start, mid-run, after the batch jobs and after the idle time), log/.
 # Stops everything it started, on success, failure or Ctrl-C; exits non-zero with a message
 # if anything fails.
 set -euo pipefail
@@ -214,6 +215,13 @@ tm_mem() { awk '/^VmRSS/ {r = $2} /^VmHWM/ {h = $2} END {print r "\t" h}' "/proc
 run_child sleep 2 # as between jobs
 start_mem=$(tm_mem)
 say "TaskManager RSS/peak kB before the first job: ${start_mem/$'\t'//}"
+# Under jvmalloc, where that memory is (read after the RSS, so the dump does not count).
+tm_dump() { # file
+    [ "$ALLOC" != jvmalloc ] ||
+        run_child "$ROOT/target/release/jvmalloc" dump "$TM_PID" --format json --timeout 30 >"$OUT/stats/$1" ||
+        fail "jvmalloc dump of the TaskManager failed"
+}
+tm_dump start.json
 
 # --- batch jobs ------------------------------------------------------------------------
 echo -e "job\tseconds\trss_kb\thwm_kb" >"$OUT/jobs.tsv"
@@ -283,6 +291,7 @@ echo -e "streaming\t$STREAM_S\t$(tm_mem)" >>"$OUT/jobs.tsv"
 run_child sleep "$IDLE_S"
 idle_mem=$(tm_mem)
 echo -e "idle\t$IDLE_S\t$idle_mem" >>"$OUT/jobs.tsv"
+tm_dump idle.json
 say "TaskManager RSS/peak kB after $IDLE_S s without a job: ${idle_mem/$'\t'//}"
 
 # --- summary ---------------------------------------------------------------------------
