@@ -129,16 +129,21 @@ static inline int dump_stats(void) {
     return f ? f() : -2;
 }
 
-/* Peak resident set size of this process in KiB (VmHWM), -1 if unknown. */
-static inline long peak_rss_kb(void) {
+/* A field of /proc/self/status in KiB ("VmRSS", "VmHWM", ...), -1 if unknown. */
+static inline long status_kb(const char *field) {
     FILE *f = fopen("/proc/self/status", "r");
     char line[256];
+    size_t n = strlen(field);
     long v = -1;
     while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "VmHWM: %ld", &v) == 1) break;
+        if (strncmp(line, field, n) == 0 && line[n] == ':' && sscanf(line + n + 1, "%ld", &v) == 1)
+            break;
     if (f) fclose(f);
     return v;
 }
+
+/* Peak resident set size of this process in KiB (VmHWM), -1 if unknown. */
+static inline long peak_rss_kb(void) { return status_kb("VmHWM"); }
 
 /* xorshift: cheap per-thread random numbers. */
 static inline uint64_t rnd(uint64_t *s) {

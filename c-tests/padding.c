@@ -6,16 +6,6 @@
  * of 32 KiB, against 32 KiB (plus a few bytes of metadata) without. */
 #include "harness.h"
 
-static long rss_kib(void) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long v = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %ld", &v) == 1) break;
-    if (f) fclose(f);
-    return v;
-}
-
 int main(int argc, char **argv) {
     watchdog(60);
     int count = argc > 1 ? atoi(argv[1]) : 4000;
@@ -23,13 +13,13 @@ int main(int argc, char **argv) {
     void **blocks = calloc(count, sizeof *blocks);
     CHECK(blocks != NULL, "calloc");
     memset(blocks, 0, count * sizeof *blocks);
-    long before = rss_kib();
+    long before = status_kb("VmRSS");
     for (int i = 0; i < count; i++) {
         blocks[i] = malloc(size);
         CHECK(blocks[i] != NULL, "malloc(%zu)", size);
         memset(blocks[i], 1, size);
     }
-    long after = rss_kib();
+    long after = status_kb("VmRSS");
     printf("padding: blocks %d size %zu kib_per_block %.1f\n", count, size,
            (double)(after - before) / count);
     for (int i = 0; i < count; i++) free(blocks[i]);
