@@ -15,27 +15,23 @@
 
 use crate::{boot, errno, init};
 use core::ffi::{c_int, c_void};
-use core::sync::atomic::{AtomicIsize, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use tikv_jemalloc_sys as je;
 
 type Ptr = *mut c_void;
 
-/// errno's offset from the thread pointer ([`errno::offset`]) once the fast paths of `free`
-/// and `realloc` are open, 0 until then (and for good where they cannot be).
-///
-/// Non-zero means three things at once, so that `free` tests one word: initialisation is
-/// over; errno can be read and written `%fs`-relative; and the bootstrap heap was never
-/// used, so no pointer the program passes can be one of its blocks (blocks come from it
-/// only while initialising, see [`crate::boot`]). Set once by [`arm_fast_paths`], never
-/// changed after.
-static FAST: AtomicIsize = AtomicIsize::new(0);
+/// Whether the fast paths of `free` and `realloc` are open: initialisation is over and the
+/// bootstrap heap was never used, so no pointer the program passes can be one of its blocks
+/// (blocks come from it only while initialising, see [`crate::boot`]). Set once by
+/// [`arm_fast_paths`], never changed after.
+static FAST: AtomicBool = AtomicBool::new(false);
 
 /// Opens the fast paths if they can be; called once, by the initialising thread, after
 /// initialisation is over (from then on no allocation comes from the bootstrap heap, so
 /// whether it was used is settled).
 pub fn arm_fast_paths() {
     if !boot::used() {
-        FAST.store(errno::offset(), Relaxed);
+        FAST.store(true, Relaxed);
     }
 }
 
@@ -85,30 +81,19 @@ fn malloc_cold(size: usize) -> Ptr {
     unsafe { je::malloc(size) }
 }
 
-/// `free` keeps errno (glibc promises it since 2.33), and jemalloc 5.3.1's `free` does not
-/// always: a free that ticks decay purges pages, and `pages_purge_forced` (src/pages.c) calls
-/// `madvise(MADV_DONTNEED)` without saving errno, which fails with `EINVAL` on locked pages
-/// (a process that called `mlockall`, as Elasticsearch's `bootstrap.memory_lock` does);
-/// the same file saves errno around `process_madvise` alone, with a TODO about "errno
-/// preservation for free()". So errno is saved and restored around every call, which is
-/// why this cannot be a tail call: the fast path keeps errno in a callee-saved register and
-/// reaches it `%fs`-relative (see [`FAST`]), ten instructions in all.
+/// `free` keeps errno (glibc promises it since 2.33). jemalloc's own `free` can change it
+/// only through the system calls [`crate::keep_errno`] wraps, so the fast path is a jump to
+/// jemalloc; the cold path (before initialisation, or with bootstrap blocks about) saves and
+/// restores errno itself.
 #[inline(always)]
 unsafe fn do_free(p: Ptr) {
-    let off = FAST.load(Relaxed);
-    if off == 0 {
-        // SAFETY: forwarded caller's contract.
-        return unsafe { free_cold(p) };
+    if FAST.load(Relaxed) {
+        // SAFETY: the caller passes NULL or a live pointer from jemalloc (FAST: no bootstrap
+        // block exists).
+        return unsafe { je::free(p) };
     }
-    // SAFETY: `off` is errno's offset (FAST is non-zero only with it).
-    let e = unsafe { errno::read_at(off) };
-    // SAFETY: the caller passes NULL or a live pointer from jemalloc (FAST non-zero: no
-    // bootstrap block exists).
-    unsafe { je::free(p) };
-    // FAST is loaded again rather than kept across the call: it never changes once
-    // non-zero, and reloading it is one instruction where keeping it costs a saved register.
-    // SAFETY: as for `read_at` above.
-    unsafe { errno::write_at(FAST.load(Relaxed), e) };
+    // SAFETY: forwarded caller's contract.
+    unsafe { free_cold(p) }
 }
 
 #[cold]
@@ -151,9 +136,9 @@ fn calloc_cold(n: usize, size: usize) -> Ptr {
 
 #[inline(always)]
 unsafe fn do_realloc(p: Ptr, size: usize) -> Ptr {
-    if FAST.load(Relaxed) != 0 && !p.is_null() && size != 0 {
-        // SAFETY: `p` is live (caller's contract) and not a bootstrap block (FAST non-zero:
-        // none exists), `size > 0`; on failure jemalloc leaves `p` intact.
+    if FAST.load(Relaxed) && !p.is_null() && size != 0 {
+        // SAFETY: `p` is live (caller's contract) and not a bootstrap block (FAST: none
+        // exists), `size > 0`; on failure jemalloc leaves `p` intact.
         return unsafe { je::realloc(p, size) };
     }
     // SAFETY: forwarded caller's contract.
