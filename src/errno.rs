@@ -1,9 +1,9 @@
 //! This thread's `errno` slot, found on the allocation path without a call into the C
 //! library.
 //!
-//! Whoever must keep `errno` across a call (`free` before initialisation is over, the
-//! system-call wrappers of [`crate::keep_errno`]) reads it before and writes it back after;
-//! glibc's `__errno_location` would be a call through the PLT each time. glibc keeps
+//! Whoever must keep `errno` across a call (`free` before initialisation is over,
+//! `posix_memalign`) reads it before and writes it back after; glibc's `__errno_location`
+//! would be a call through the PLT each time. glibc keeps
 //! `errno` in its static TLS block (libc is loaded at start, with initial-exec TLS), so
 //! the slot is at the same offset from the thread pointer in every thread: [`learn`]
 //! measures that offset once, at initialisation, and [`slot`] adds it to the thread

@@ -82,7 +82,7 @@ fn malloc_cold(size: usize) -> Ptr {
 }
 
 /// `free` keeps errno (glibc promises it since 2.33). jemalloc's own `free` can change it
-/// only through the system calls [`crate::keep_errno`] wraps, so the fast path is a jump to
+/// only through the system calls `src/keep_errno.c` wraps, so the fast path is a jump to
 /// jemalloc; the cold path (before initialisation, or with bootstrap blocks about) saves and
 /// restores errno itself.
 #[inline(always)]

@@ -6,9 +6,9 @@
 //!   load and test on the fast path, a cold function for the rest) and forwards to
 //!   jemalloc, keeping glibc's contracts (errno, overflow, alignment, `realloc(p, 0)`).
 //!   Allocations that re-enter while jvmalloc initialises come from [`boot`]; [`errno`]
-//!   finds the thread's `errno` without a call into the C library. [`keep_errno`] wraps the
-//!   system calls jemalloc can make inside `free`, so that `free` keeps `errno` and still
-//!   hands over to jemalloc with a jump.
+//!   finds the thread's `errno` without a call into the C library. `src/keep_errno.c`
+//!   wraps the system calls jemalloc can make inside `free` (linked with `--wrap`, see
+//!   `build.rs`), so that `free` keeps `errno` and still hands over to jemalloc with a jump.
 //! - [`mgmt`] answers glibc's management calls (`malloc_trim`, `mallinfo2`, `malloc_info`,
 //!   `malloc_stats`, `mallopt`) from jemalloc's figures; [`introspect`] exports jemalloc's
 //!   `mallctl` family unprefixed.
@@ -66,7 +66,6 @@ mod init;
 mod introspect;
 mod jemalloc;
 mod jvm;
-mod keep_errno;
 mod metrics;
 mod mgmt;
 mod names;
