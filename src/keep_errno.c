@@ -15,9 +15,15 @@
  * jemalloc with a jump, and keeps glibc's contract (`c_programs::
  * free_keeps_errno_when_purging_locked_memory` checks it).
  *
+ * Two paths remain where a `free` could still change `errno`, neither reached in normal
+ * use: when `munmap` fails, jemalloc prints a message (its own formatting and a `write`
+ * through `syscall`); and with `prof_gdump` or `lg_prof_interval` (refused in
+ * JVMALLOC_JEMALLOC_CONF, but reachable through `_RJEM_MALLOC_CONF` or a `mallctl`), freeing
+ * a sampled object can trigger a profile dump, which writes a file.
+ *
  * The price: a caller that wants to know why one of these failed finds the `errno` from
  * before the call. jemalloc reads it in one place only, the message it prints when
- * `munmap` fails; jvmalloc's own callers do not read it.
+ * `munmap` fails (which then shows a stale error); jvmalloc's own callers do not read it.
  *
  * The wrappers are hidden symbols: the library exports none of them, so they cannot take
  * the place of another library's own wrappers of the same names. */
