@@ -300,47 +300,42 @@ fn ready_pid(live: &Live) -> Result<u32, String> {
         .ok_or_else(|| format!("bad ready line {l:?}"))
 }
 
+/// Tells a test JVM to quit and checks that it exits 0 having printed `expect`.
+fn quit(mut live: Live, java: &Path, expect: &str) -> Result<(), String> {
+    live.send("quit");
+    let out = live.finish(60)?;
+    if out.code != Some(0) || !out.stdout.contains(expect) {
+        return Err(format!(
+            "{}: exit {:?} signal {:?}\n{}\n{}",
+            java.display(),
+            out.code,
+            out.signal,
+            out.stdout,
+            out.stderr
+        ));
+    }
+    Ok(())
+}
+
 /// In the default scope (java is in it), SIGUSR1 gives a dump while the last thread waits;
 /// then that thread returns and the JVM exits 0.
 #[test]
 fn jvm_answers_a_dump_and_ends_with_its_last_thread() {
     under_every_java(|java| {
-        let mut live = last_thread_jvm(java, run(java).default_scope());
+        let live = last_thread_jvm(java, run(java).default_scope());
         let pid = ready_pid(&live)?;
         usr1(pid);
         live.dumps(1, 30)?;
-        live.send("quit");
-        let out = live.finish(60)?;
-        if out.code != Some(0) || !out.stdout.contains("done") {
-            return Err(format!(
-                "{}: exit {:?} signal {:?}\n{}\n{}",
-                java.display(),
-                out.code,
-                out.signal,
-                out.stdout,
-                out.stderr
-            ));
-        }
-        Ok(())
+        quit(live, java, "done")
     });
 }
 
 #[test]
 fn jvm_ends_with_its_last_thread_glibc() {
     under_every_java(|java| {
-        let mut live = last_thread_jvm(java, run(java).glibc().default_scope());
+        let live = last_thread_jvm(java, run(java).glibc().default_scope());
         ready_pid(&live)?;
-        live.send("quit");
-        let out = live.finish(60)?;
-        if out.code != Some(0) || !out.stdout.contains("done") {
-            return Err(format!(
-                "{}: exit {:?}\n{}",
-                java.display(),
-                out.code,
-                out.stderr
-            ));
-        }
-        Ok(())
+        quit(live, java, "done")
     });
 }
 
@@ -675,17 +670,7 @@ fn java_signal_handle_replaces_the_library_handler() {
                 live.said()
             ));
         }
-        live.send("quit");
-        let out = live.finish(60)?;
-        if out.code != Some(0) {
-            return Err(format!(
-                "{}: exit {:?}\n{}",
-                java.display(),
-                out.code,
-                out.stderr
-            ));
-        }
-        Ok(())
+        quit(live, java, "")
     });
 }
 
