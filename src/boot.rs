@@ -51,7 +51,7 @@ pub fn alloc(size: usize, align: usize) -> *mut c_void {
     let align = align.max(MIN_ALIGN);
     let fail = |e| {
         // SAFETY: this thread's errno slot.
-        unsafe { *crate::errno::slot() = e };
+        unsafe { *libc::__errno_location() = e };
         core::ptr::null_mut()
     };
     if align > MAX_ALIGN {

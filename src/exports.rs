@@ -13,7 +13,7 @@
 //! `realloc` moves them to jemalloc.
 #![allow(clippy::missing_safety_doc)] // The C contracts are glibc's; see docs/glibc-api.md.
 
-use crate::{boot, errno, init};
+use crate::{boot, init};
 use core::ffi::{c_int, c_void};
 use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use tikv_jemalloc_sys as je;
@@ -35,9 +35,14 @@ pub fn arm_fast_paths() {
     }
 }
 
+fn errno_slot() -> *mut c_int {
+    // SAFETY: __errno_location has no preconditions; it returns this thread's errno slot.
+    unsafe { libc::__errno_location() }
+}
+
 fn set_errno(e: c_int) {
     // SAFETY: the calling thread's errno slot.
-    unsafe { *errno::slot() = e };
+    unsafe { *errno_slot() = e };
 }
 
 /// NULL with `errno = ENOMEM`: a size that overflows.
@@ -48,7 +53,7 @@ fn overflow() -> Ptr {
 
 fn errno() -> c_int {
     // SAFETY: as above.
-    unsafe { *errno::slot() }
+    unsafe { *errno_slot() }
 }
 
 fn page_size() -> usize {
@@ -82,9 +87,9 @@ fn malloc_cold(size: usize) -> Ptr {
 }
 
 /// `free` keeps errno (glibc promises it since 2.33). jemalloc's own `free` can change it
-/// only through the system calls `src/keep_errno.c` wraps, so the fast path is a jump to
-/// jemalloc; the cold path (before initialisation, or with bootstrap blocks about) saves and
-/// restores errno itself.
+/// only through the system calls `src/keep_errno.c` wraps, so both paths hand over to
+/// jemalloc as they are; the cold one (before initialisation, or with bootstrap blocks
+/// about) first leaves bootstrap blocks alone.
 #[inline(always)]
 unsafe fn do_free(p: Ptr) {
     if FAST.load(Relaxed) {
@@ -102,14 +107,8 @@ unsafe fn free_cold(p: Ptr) {
     if boot::owns(p) {
         return;
     }
-    // One lookup of this thread's errno slot, kept across the call.
-    let slot = errno::slot();
-    // SAFETY: the slot is this thread's errno, valid for the thread's life.
-    let e = unsafe { *slot };
     // SAFETY: the caller passes NULL or a live pointer from this allocator.
     unsafe { je::free(p) };
-    // SAFETY: as above.
-    unsafe { *slot = e };
 }
 
 #[inline(always)]

@@ -80,7 +80,6 @@ fn slow() -> bool {
             // is served from the bootstrap heap rather than re-entering jemalloc's own
             // initialisation.
             jemalloc::initialise();
-            crate::errno::learn();
             STATE.store(DONE, Ordering::Release);
             crate::exports::arm_fast_paths();
             if cfg.verbose {

@@ -5,9 +5,8 @@
 //!   names) that replaces glibc's; every entry point makes sure of [`init::ready`] (one
 //!   load and test on the fast path, a cold function for the rest) and forwards to
 //!   jemalloc, keeping glibc's contracts (errno, overflow, alignment, `realloc(p, 0)`).
-//!   Allocations that re-enter while jvmalloc initialises come from [`boot`]; [`errno`]
-//!   finds the thread's `errno` without a call into the C library. `src/keep_errno.c`
-//!   wraps the system calls jemalloc can make inside `free` (linked with `--wrap`, see
+//!   Allocations that re-enter while jvmalloc initialises come from [`boot`].
+//!   `src/keep_errno.c` wraps the system calls jemalloc can make inside `free` (linked with `--wrap`, see
 //!   `build.rs`), so that `free` keeps `errno` and still hands over to jemalloc with a jump.
 //! - [`mgmt`] answers glibc's management calls (`malloc_trim`, `mallinfo2`, `malloc_info`,
 //!   `malloc_stats`, `mallopt`) from jemalloc's figures; [`introspect`] exports jemalloc's
@@ -57,7 +56,6 @@ mod deadline;
 mod diag;
 mod dumpfile;
 mod env;
-mod errno;
 mod exporter;
 mod exports;
 mod futex;
