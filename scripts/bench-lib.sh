@@ -27,6 +27,18 @@ field() {
     awk -v k="$1" '{for (i = 1; i < NF; i++) if ($i == k) print $(i + 1)}'
 }
 
+# Instructions valgrind's callgrind counts for a whole run (deterministic, unlike time):
+#   instructions [NAME=VALUE ...] program [args ...]
+instructions() {
+    local vars=()
+    while [ $# -gt 0 ] && [[ "$1" == *=* ]]; do
+        vars+=("$1")
+        shift
+    done
+    env "${vars[@]}" valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" 2>&1 |
+        awk '/Collected/ {print $NF}'
+}
+
 # Describes the machine in one line.
 machine() {
     echo "$(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(free -g | awk '/Mem:/ {print $2}') GiB, $(. /etc/os-release; echo "$PRETTY_NAME"), $(ldd --version | head -1 | awk '{print "glibc " $NF}')"

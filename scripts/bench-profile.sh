@@ -136,8 +136,7 @@ if command -v valgrind >/dev/null; then
     echo "bench-profile: callgrind" >&2
     for n in "${names[@]}"; do
         variant_env "$n"
-        env "${VENV[@]}" valgrind --tool=callgrind --callgrind-out-file=/dev/null \
-            "$BIN/throughput" 1 "$OPS" 2>&1 | awk '/Collected/ {print "ir " $NF}' >"$tmp/ir.$n"
+        echo "ir $(instructions "${VENV[@]}" "$BIN/throughput" 1 "$OPS")" >"$tmp/ir.$n"
     done
 fi
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)

@@ -48,8 +48,7 @@ if command -v valgrind >/dev/null; then
     echo "|---|---|---|"
     declare -A ir
     for i in "${!names[@]}"; do
-        ir[${names[$i]}]=$(env LD_PRELOAD="${preload[$i]}" valgrind --tool=callgrind \
-            --callgrind-out-file=/dev/null "$BIN/throughput" 1 200000 2>&1 | awk '/Collected/ {print $NF}')
+        ir[${names[$i]}]=$(instructions LD_PRELOAD="${preload[$i]}" "$BIN/throughput" 1 200000)
     done
     for n in "${names[@]}"; do
         printf "| %s | %s | %.3f |\n" "$n" "${ir[$n]}" "$(echo "${ir[$n]} / ${ir[jvmalloc]}" | bc -l)"

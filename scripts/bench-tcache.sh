@@ -33,11 +33,10 @@ run_env() { # conf
     RENV=(LD_PRELOAD="$LIB" "JVMALLOC_PROCESSES=*")
     [ "$1" = default ] || RENV+=("JVMALLOC_JEMALLOC_CONF=$1")
 }
-instructions() { # conf, program and arguments...
+conf_instructions() { # conf, program and arguments...
     run_env "$1"
     shift
-    env "${RENV[@]}" valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" 2>&1 |
-        awk '/Collected/ {print $NF}'
+    instructions "${RENV[@]}" "$@"
 }
 echo "Machine: $(machine)"
 echo "Command: scripts/bench-tcache.sh (REPEAT=$REPEAT IDLE_DUMP_S=$IDLE_DUMP_S)"
@@ -58,9 +57,9 @@ printf '| setting | burst: idle thread caches MiB | burst: RSS after 10 s idle M
 for c in $CONFS; do
     tc=$(awk -v c="$c" '$1 == c {print $2 / 1048576}' "$OUT/burst" | median)
     rss=$(awk -v c="$c" '$1 == c {print $3}' "$OUT/burst" | median)
-    i1=$(instructions "$c" "$BIN/throughput" 1 300000)
-    i2=$(instructions "$c" "$BIN/blocks" 1 200000 4096 16384 64)
-    i3=$(instructions "$c" "$BIN/blocks" 1 200000 16385 32768 64)
+    i1=$(conf_instructions "$c" "$BIN/throughput" 1 300000)
+    i2=$(conf_instructions "$c" "$BIN/blocks" 1 200000 4096 16384 64)
+    i3=$(conf_instructions "$c" "$BIN/blocks" 1 200000 16385 32768 64)
     [ ${#base[@]} -gt 0 ] || base=("$i1" "$i2" "$i3")
     printf '| %s | %.1f | %.0f | %s (%.2f) | %s (%.2f) | %s (%.2f) |\n' "$c" "$tc" "$rss" \
         "$i1" "$(echo "$i1 / ${base[0]}" | bc -l)" "$i2" "$(echo "$i2 / ${base[1]}" | bc -l)" \

@@ -70,11 +70,10 @@ cmdline() {
 }
 
 # Instructions callgrind counts for benchmark $1 with $2 pairs per thread, under variant $3.
-instructions() {
+variant_instructions() {
     variant_env "$3"
     # shellcheck disable=SC2046 # the command line is split on purpose
-    env "${VENV[@]}" valgrind --tool=callgrind --callgrind-out-file=/dev/null \
-        $(cmdline "$1" "$2" 2) 2>&1 | awk '/Collected/ {print $NF}'
+    instructions "${VENV[@]}" $(cmdline "$1" "$2" 2)
 }
 
 # Variant names in the order of round $1 (rotated, so that no variant always runs first).
@@ -108,8 +107,8 @@ for b in larson glibc_thread; do
     declare -A ipp=()
     for n in "${names[@]}"; do
         if command -v valgrind >/dev/null; then
-            a=$(instructions "$b" "$CG_N" "$n")
-            z=$(instructions "$b" $((2 * CG_N)) "$n")
+            a=$(variant_instructions "$b" "$CG_N" "$n")
+            z=$(variant_instructions "$b" $((2 * CG_N)) "$n")
             ipp[$n]=$(echo "($z - $a) / ($per * $CG_N)" | bc -l)
         else
             ipp[$n]=nan
