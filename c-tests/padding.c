@@ -12,7 +12,6 @@ int main(int argc, char **argv) {
     size_t size = argc > 2 ? strtoul(argv[2], NULL, 0) : 32768;
     void **blocks = calloc(count, sizeof *blocks);
     CHECK(blocks != NULL, "calloc");
-    memset(blocks, 0, count * sizeof *blocks);
     long before = status_kb("VmRSS");
     for (int i = 0; i < count; i++) {
         blocks[i] = malloc(size);
