@@ -8,32 +8,17 @@
 //! alignment is a power of two multiple of `sizeof(void *)`, and leaves `*memptr` alone on
 //! failure. Nothing here allocates through itself, locks, or panics.
 //!
-//! An allocation made by jvmalloc's initialising thread while it initialises (see
-//! [`crate::init`]) comes from [`crate::boot`]'s static heap; `free` ignores such blocks and
-//! `realloc` moves them to jemalloc.
+//! `malloc`, `calloc` and `free` (and glibc's `__libc_` names of them) are jemalloc's own
+//! functions: `build.rs` binds the names to them, and `src/imports.c` makes jemalloc's
+//! `free` keep `errno`. The definitions below only make the names exported; their bodies
+//! make the same call. Every entry point may be the first allocation of the process: jemalloc
+//! then initialises, reading jvmalloc's configuration (see [`crate::init`]).
 #![allow(clippy::missing_safety_doc)] // The C contracts are glibc's; see docs/glibc-api.md.
 
-use crate::{boot, init};
 use core::ffi::{c_int, c_void};
-use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use tikv_jemalloc_sys as je;
 
 type Ptr = *mut c_void;
-
-/// Whether the fast paths of `free` and `realloc` are open: initialisation is over and the
-/// bootstrap heap was never used, so no pointer the program passes can be one of its blocks
-/// (blocks come from it only while initialising, see [`crate::boot`]). Set once by
-/// [`arm_fast_paths`], never changed after.
-static FAST: AtomicBool = AtomicBool::new(false);
-
-/// Opens the fast paths if they can be; called once, by the initialising thread, after
-/// initialisation is over (from then on no allocation comes from the bootstrap heap, so
-/// whether it was used is settled).
-pub fn arm_fast_paths() {
-    if !boot::used() {
-        FAST.store(true, Relaxed);
-    }
-}
 
 fn errno_slot() -> *mut c_int {
     // SAFETY: __errno_location has no preconditions; it returns this thread's errno slot.
@@ -61,111 +46,35 @@ fn page_size() -> usize {
     unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
 }
 
-// The entry points are split in two: a fast path inlined into each exported function,
-// which tests one word and hands over to jemalloc with a tail call where it can, and a
-// cold out-of-line function for everything else (initialisation, the bootstrap heap, the
-// unusual arguments). The split keeps the fast paths free of the register saves the slow
-// ones need.
-
 #[inline(always)]
 fn do_malloc(size: usize) -> Ptr {
-    if init::done() {
-        // SAFETY: jemalloc's malloc accepts any size and reports failure as NULL + ENOMEM.
-        return unsafe { je::malloc(size) };
-    }
-    malloc_cold(size)
-}
-
-#[cold]
-#[inline(never)]
-fn malloc_cold(size: usize) -> Ptr {
-    if !init::ready() {
-        return boot::alloc(size, 1);
-    }
-    // SAFETY: as in `do_malloc`.
+    // SAFETY: jemalloc's malloc accepts any size and reports failure as NULL + ENOMEM.
     unsafe { je::malloc(size) }
 }
 
-/// `free` keeps errno (glibc promises it since 2.33). jemalloc's own `free` can change it
-/// only through the system calls `src/keep_errno.c` wraps, so both paths hand over to
-/// jemalloc as they are; the cold one (before initialisation, or with bootstrap blocks
-/// about) first leaves bootstrap blocks alone.
+/// jemalloc's `free` keeps errno: it can change it only through the system calls
+/// `src/imports.c` wraps.
 #[inline(always)]
 unsafe fn do_free(p: Ptr) {
-    if FAST.load(Relaxed) {
-        // SAFETY: the caller passes NULL or a live pointer from jemalloc (FAST: no bootstrap
-        // block exists).
-        return unsafe { je::free(p) };
-    }
-    // SAFETY: forwarded caller's contract.
-    unsafe { free_cold(p) }
-}
-
-#[cold]
-#[inline(never)]
-unsafe fn free_cold(p: Ptr) {
-    if boot::owns(p) {
-        return;
-    }
-    // SAFETY: the caller passes NULL or a live pointer from this allocator.
-    unsafe { je::free(p) };
+    // SAFETY: the caller passes NULL or a live pointer from jemalloc.
+    unsafe { je::free(p) }
 }
 
 #[inline(always)]
 fn do_calloc(n: usize, size: usize) -> Ptr {
-    if init::done() {
-        // SAFETY: jemalloc's calloc checks `n * size` for overflow (NULL + ENOMEM).
-        return unsafe { je::calloc(n, size) };
-    }
-    calloc_cold(n, size)
-}
-
-#[cold]
-#[inline(never)]
-fn calloc_cold(n: usize, size: usize) -> Ptr {
-    if !init::ready() {
-        return match n.checked_mul(size) {
-            Some(total) => boot::alloc(total, 1),
-            None => overflow(),
-        };
-    }
-    // SAFETY: as in `do_calloc`.
+    // SAFETY: jemalloc's calloc checks `n * size` for overflow (NULL + ENOMEM).
     unsafe { je::calloc(n, size) }
 }
 
 #[inline(always)]
 unsafe fn do_realloc(p: Ptr, size: usize) -> Ptr {
-    if FAST.load(Relaxed) && !p.is_null() && size != 0 {
-        // SAFETY: `p` is live (caller's contract) and not a bootstrap block (FAST: none
-        // exists), `size > 0`; on failure jemalloc leaves `p` intact.
-        return unsafe { je::realloc(p, size) };
-    }
-    // SAFETY: forwarded caller's contract.
-    unsafe { realloc_cold(p, size) }
-}
-
-#[cold]
-#[inline(never)]
-unsafe fn realloc_cold(p: Ptr, size: usize) -> Ptr {
-    if p.is_null() {
-        return do_malloc(size);
-    }
-    if size == 0 {
+    if !p.is_null() && size == 0 {
         // SAFETY: `p` is a live pointer from this allocator (caller's contract).
         unsafe { do_free(p) };
         return core::ptr::null_mut();
     }
-    if boot::owns(p) {
-        let q = do_malloc(size);
-        if !q.is_null() {
-            let n = boot::size_of(p).min(size);
-            // SAFETY: `p` holds at least `n` bytes, `q` at least `size` >= n; distinct blocks.
-            unsafe { core::ptr::copy_nonoverlapping(p.cast::<u8>(), q.cast::<u8>(), n) };
-        }
-        return q;
-    }
-    init::ensure();
-    // SAFETY: `p` is live and `size > 0`; on failure jemalloc leaves `p` intact.
+    // SAFETY: `p` is NULL or live (caller's contract); jemalloc's realloc(NULL, n) is
+    // malloc(n), and on failure it leaves `p` intact.
     unsafe { je::realloc(p, size) }
 }
 
@@ -177,9 +86,6 @@ fn do_memalign(align: usize, size: usize) -> Ptr {
     }
     // A power of two from 1 to 2^63: next_power_of_two cannot overflow here.
     let align = align.max(1).next_power_of_two();
-    if !init::ready() {
-        return boot::alloc(size, align);
-    }
     // SAFETY: `align` is a power of two; jemalloc reports failure as NULL + ENOMEM.
     unsafe { je::aligned_alloc(align, size) }
 }
@@ -243,12 +149,8 @@ pub unsafe extern "C" fn posix_memalign(out: *mut Ptr, align: usize, size: usize
         return libc::EINVAL;
     }
     let e = errno();
-    let p = if init::ready() {
-        // SAFETY: `align` is a power of two.
-        unsafe { je::aligned_alloc(align, size) }
-    } else {
-        boot::alloc(size, align)
-    };
+    // SAFETY: `align` is a power of two.
+    let p = unsafe { je::aligned_alloc(align, size) };
     set_errno(e);
     if p.is_null() {
         return libc::ENOMEM;
@@ -286,9 +188,6 @@ pub unsafe extern "C" fn pvalloc(size: usize) -> Ptr {
 pub unsafe extern "C" fn malloc_usable_size(p: Ptr) -> usize {
     if p.is_null() {
         return 0;
-    }
-    if boot::owns(p) {
-        return boot::size_of(p);
     }
     // SAFETY: `p` is a live pointer from this allocator (caller's contract).
     unsafe { je::malloc_usable_size(p) }

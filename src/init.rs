@@ -1,15 +1,16 @@
-//! One-time initialisation, safe to reach from the first `malloc` of the process.
+//! One-time initialisation, inside jemalloc's own.
 //!
-//! Another library's constructor (libstdc++'s exception pool, for one) or the dynamic loader
-//! may call `malloc` before jvmalloc's own constructor runs. Every exported allocation
-//! function therefore checks [`ready`] first: on the fast path one atomic load ([`done`]),
-//! tested inline by the exports, which call [`ready`] from a cold function otherwise. The
-//! first caller reads the configuration (raw system calls only, nothing that allocates),
-//! hands jemalloc its options and initialises jemalloc. Another thread that arrives
-//! meanwhile waits; the initialising thread itself, re-entering because something
-//! jemalloc's initialisation calls was interposed by an allocating library, is told "not
-//! ready" and served from [`crate::boot`] instead of waiting for itself. Once it is over,
-//! [`crate::exports::arm_fast_paths`] opens the shorter paths of `free` and `realloc`.
+//! The exported `malloc`, `calloc` and `free` are jemalloc's own functions (see `build.rs`),
+//! so whoever allocates first (another library's constructor, the dynamic loader, or
+//! jvmalloc's own constructor, [`on_load`]) initialises jemalloc. Early in that, jemalloc
+//! reads its options from the link `/etc/_rjem_malloc.conf`; the library routes that
+//! `readlink` (`src/imports.c`) to [`jemalloc_options`], which loads jvmalloc's
+//! configuration, raw system calls only, and answers with jvmalloc's options. Code that
+//! needs the configuration ([`config`], [`ensure`]) first makes sure jemalloc has
+//! initialised, which loads it. Another thread that arrives meanwhile waits in jemalloc,
+//! on its initialisation lock. Nothing jemalloc calls until it can serve a recursive
+//! allocation reaches another preloaded library (`src/imports.c` says how), so nothing
+//! comes back to `malloc` on the initialising thread.
 //!
 //! At load ([`on_load`]), a process in scope (see [`crate::scope`]) also gets the thread
 //! registry, the signal handler and the fork handler; everything else gets the allocator
@@ -19,92 +20,91 @@ use crate::config::{self, Config};
 use crate::diag::say;
 use crate::jemalloc;
 use core::cell::UnsafeCell;
-use core::ffi::{c_void, CStr};
+use core::ffi::{c_char, c_void, CStr};
 use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
-const UNINIT: u8 = 0;
-const RUNNING: u8 = 1;
-const DONE: u8 = 2;
+const UNLOADED: u8 = 0;
+const LOADING: u8 = 1;
+const LOADED: u8 = 2;
 
-static STATE: AtomicU8 = AtomicU8::new(UNINIT);
-/// The kernel thread id of the thread initialising (0 before anyone does).
-static INIT_TID: AtomicU32 = AtomicU32::new(0);
+/// Where the configuration is: UNLOADED, LOADING (one thread reads it) or LOADED.
+static STATE: AtomicU8 = AtomicU8::new(UNLOADED);
 
 struct ConfigCell(UnsafeCell<MaybeUninit<Config>>);
-// SAFETY: written once by the thread that moves STATE from UNINIT to RUNNING, read only
-// after STATE is DONE (Release/Acquire), never written again.
+// SAFETY: written once by the thread that moves STATE from UNLOADED to LOADING, read only
+// after STATE is LOADED (Release/Acquire), never written again.
 unsafe impl Sync for ConfigCell {}
 static CONFIG: ConfigCell = ConfigCell(UnsafeCell::new(MaybeUninit::uninit()));
 
-fn raw_gettid() -> u32 {
-    // SAFETY: gettid has no preconditions; a raw system call does not enter the C library.
-    unsafe { libc::syscall(libc::SYS_gettid) as u32 }
+/// Loads the configuration once; every caller gets it.
+fn load() -> &'static Config {
+    if STATE
+        .compare_exchange(UNLOADED, LOADING, Ordering::Acquire, Ordering::Acquire)
+        .is_ok()
+    {
+        // SAFETY: we won the race (see ConfigCell); nobody reads CONFIG before LOADED.
+        unsafe { (*CONFIG.0.get()).write(config::load()) };
+        STATE.store(LOADED, Ordering::Release);
+    }
+    while STATE.load(Ordering::Acquire) != LOADED {
+        // Another thread is loading it: a few system calls' time.
+        // SAFETY: sched_yield has no preconditions.
+        unsafe { libc::sched_yield() };
+    }
+    // SAFETY: STATE is LOADED: CONFIG is written and never written again.
+    unsafe { (*CONFIG.0.get()).assume_init_ref() }
 }
 
-/// Whether jemalloc may serve this thread now; initialises on the first call. `false` only
-/// for the initialising thread re-entering during initialisation: serve it from
-/// [`crate::boot`].
-#[inline(always)]
-pub fn ready() -> bool {
-    done() || slow()
+/// jemalloc's options link, as jvmalloc answers it: jvmalloc's options, then a comma and
+/// the link's own contents (the `len` bytes already in `buf`, which come last so that
+/// they win, as they would over jvmalloc's options before), within `cap` bytes. Called
+/// from the `readlink` wrapper in `src/imports.c`, once, by the thread initialising
+/// jemalloc, which holds jemalloc's initialisation lock: nothing here allocates.
+extern "C" fn jemalloc_options(buf: *mut c_char, len: usize, cap: usize) -> usize {
+    let cfg = load();
+    let mut opts = [0u8; 1024];
+    let opts = cfg.jemalloc_options(&mut opts);
+    // SAFETY: the wrapper passes jemalloc's buffer of `cap` bytes, of which `len` are the
+    // link's contents (len <= cap).
+    let buf = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), cap) };
+    let link = len.min(cap);
+    let keep = if link == 0 { 0 } else { link + 1 };
+    if opts.len() + keep > cap {
+        say!("jemalloc's option link and jvmalloc's options exceed {cap} bytes: jvmalloc's are ignored");
+        return link;
+    }
+    if link > 0 {
+        buf.copy_within(..link, opts.len() + 1);
+        buf[opts.len()] = b',';
+    }
+    buf[..opts.len()].copy_from_slice(opts);
+    opts.len() + keep
 }
 
-/// Whether initialisation is over (then [`ready`] is `true` for every thread, for good).
-#[inline(always)]
-pub fn done() -> bool {
-    STATE.load(Ordering::Acquire) == DONE
-}
+// The wrapper calls the function above by a hidden name: neither exported nor
+// interposable.
+core::arch::global_asm!(
+    ".globl jvmalloc_jemalloc_options",
+    ".hidden jvmalloc_jemalloc_options",
+    ".set jvmalloc_jemalloc_options, {f}",
+    f = sym jemalloc_options,
+);
 
-/// Makes sure jvmalloc is configured, for entry points other than allocation (a re-entrant
-/// call during initialisation goes on with jemalloc as it is).
+/// Makes sure jemalloc has initialised, and so that jvmalloc's configuration is loaded.
 #[inline(always)]
 pub fn ensure() {
-    let _ = ready();
-}
-
-#[cold]
-#[inline(never)]
-fn slow() -> bool {
-    let me = raw_gettid();
-    match STATE.compare_exchange(UNINIT, RUNNING, Ordering::Acquire, Ordering::Acquire) {
-        Ok(_) => {
-            INIT_TID.store(me, Ordering::Relaxed);
-            let cfg = config::load();
-            let mut buf = [0u8; 1024];
-            jemalloc::set_options(cfg.jemalloc_options(&mut buf));
-            // SAFETY: we won the race (see ConfigCell); nobody reads CONFIG before DONE.
-            unsafe { (*CONFIG.0.get()).write(cfg) };
-            // jemalloc initialises on its first call. Whatever it calls that
-            // comes back to malloc on this thread finds STATE at RUNNING and our tid, and
-            // is served from the bootstrap heap rather than re-entering jemalloc's own
-            // initialisation.
-            jemalloc::initialise();
-            STATE.store(DONE, Ordering::Release);
-            crate::exports::arm_fast_paths();
-            if cfg.verbose {
-                cfg.print();
-            }
-            true
-        }
-        Err(_) if INIT_TID.load(Ordering::Relaxed) == me => false,
-        Err(_) => {
-            while STATE.load(Ordering::Acquire) != DONE {
-                // SAFETY: sched_yield has no preconditions.
-                unsafe { libc::sched_yield() };
-            }
-            true
-        }
+    if STATE.load(Ordering::Acquire) != LOADED {
+        jemalloc::initialise();
     }
 }
 
 /// The effective configuration.
 pub fn config() -> &'static Config {
     ensure();
-    // SAFETY: either STATE is DONE, or this is the initialising thread re-entering from
-    // jemalloc's initialisation, which `slow` starts only after writing CONFIG
-    // (`config::load` itself reaches no exported function). CONFIG is never written again.
-    unsafe { (*CONFIG.0.get()).assume_init_ref() }
+    // jemalloc asked for its options while initialising, so this returns at once; should a
+    // build of jemalloc not read its link, the configuration is loaded here all the same.
+    load()
 }
 
 /// Where `malloc` resolves when it is not jvmalloc's (another allocator preloaded before
@@ -164,6 +164,9 @@ fn check_malloc_binding() {
 /// thread), the signal handler, and the fork handler.
 extern "C" fn on_load() {
     let cfg = config();
+    if cfg.verbose {
+        cfg.print();
+    }
     if !cfg.active {
         return;
     }
@@ -171,7 +174,7 @@ extern "C" fn on_load() {
     crate::reporter::start(cfg);
     check_malloc_binding();
     // Child handlers run in the order they were registered (POSIX). jemalloc registered its
-    // own when it initialised (in `slow`, before this), and its child handler re-creates
+    // own when it initialised (at the latest in `config`, above), and its child handler re-creates
     // the locks its prepare handler took: ours runs after it, so nothing of ours in the
     // child can reach jemalloc before that.
     // SAFETY: a plain extern "C" handler; see above for the order.

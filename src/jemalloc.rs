@@ -1,45 +1,14 @@
-//! Glue to the jemalloc linked into this library: its startup options and typed `mallctl`.
+//! Glue to the jemalloc linked into this library: typed `mallctl`.
 //!
 //! jemalloc reads its options once, when it initialises, from (in order, later wins) the
-//! build-time `--with-malloc-conf`, the global `_rjem_malloc_conf`, `/etc/_rjem_malloc.conf`
-//! and `$_RJEM_MALLOC_CONF`. jvmalloc defines `_rjem_malloc_conf` (a strong, hidden
-//! definition that replaces jemalloc's weak one) to point at [`OPTIONS`], which
-//! [`crate::init`] fills from the `JVMALLOC_*` variables before jemalloc's first use.
+//! build-time `--with-malloc-conf`, the global `_rjem_malloc_conf`, the link
+//! `/etc/_rjem_malloc.conf` and `$_RJEM_MALLOC_CONF`. jvmalloc answers the link's
+//! `readlink` with its own options (see [`crate::init`]), so a user's
+//! `$_RJEM_MALLOC_CONF` still comes last.
 
 use core::ffi::{c_char, c_void, CStr};
 use core::mem::{size_of, MaybeUninit};
 use tikv_jemalloc_sys as je;
-
-/// The option string jemalloc reads at initialisation; NUL-terminated, written once by
-/// [`set_options`] before jemalloc's first call.
-pub static mut OPTIONS: [u8; 1024] = [0; 1024];
-
-// `_rjem_malloc_conf` is a `const char *` global. Defining it in assembly lets us mark it
-// hidden, so it is neither exported from the library nor interposable.
-core::arch::global_asm!(
-    ".pushsection .data.jvmalloc_conf,\"aw\"",
-    ".p2align 3",
-    ".globl _rjem_malloc_conf",
-    ".hidden _rjem_malloc_conf",
-    "_rjem_malloc_conf:",
-    ".8byte {opts}",
-    ".popsection",
-    opts = sym OPTIONS,
-);
-
-/// Stores `opts` (without NUL) as jemalloc's startup options. Must be called before
-/// jemalloc's first use and only once, by the initialising thread.
-pub fn set_options(opts: &[u8]) {
-    let n = opts.len().min(1023);
-    // SAFETY: only the thread that wins the initialisation race calls this, before any
-    // other thread can reach jemalloc (they wait in `init::ensure`), so nobody reads
-    // OPTIONS concurrently.
-    unsafe {
-        let dst = &mut *core::ptr::addr_of_mut!(OPTIONS);
-        dst[..n].copy_from_slice(&opts[..n]);
-        dst[n] = 0;
-    }
-}
 
 /// Reads a value of type `T` with `mallctl(name)`.
 pub fn read<T: Copy>(name: &CStr) -> Option<T> {

@@ -2,19 +2,18 @@
 //!
 //! How the modules fit:
 //! - [`exports`] is the C allocation API (`malloc`, `free`, ... and glibc's `__libc_*`
-//!   names) that replaces glibc's; every entry point makes sure of [`init::ready`] (one
-//!   load and test on the fast path, a cold function for the rest) and forwards to
-//!   jemalloc, keeping glibc's contracts (errno, overflow, alignment, `realloc(p, 0)`).
-//!   Allocations that re-enter while jvmalloc initialises come from [`boot`].
-//!   `src/keep_errno.c` wraps the system calls jemalloc can make inside `free` (linked with `--wrap`, see
-//!   `build.rs`), so that `free` keeps `errno` and still hands over to jemalloc with a jump.
+//!   names) that replaces glibc's, keeping glibc's contracts (errno, overflow, alignment,
+//!   `realloc(p, 0)`). `malloc`, `calloc` and `free` are jemalloc's own functions, bound
+//!   at link time (`build.rs`); `src/imports.c` wraps the C library functions jemalloc
+//!   calls where they must not reach an interposer or change `errno`.
 //! - [`mgmt`] answers glibc's management calls (`malloc_trim`, `mallinfo2`, `malloc_info`,
 //!   `malloc_stats`, `mallopt`) from jemalloc's figures; [`introspect`] exports jemalloc's
 //!   `mallctl` family unprefixed.
-//! - [`init`] runs once, at the first allocation or at load, whichever comes first: it reads
-//!   [`config`] (the `JVMALLOC_*` variables, through [`env`], which reads nothing in
-//!   secure-execution mode) with raw system calls only, and hands jemalloc its options
-//!   through [`jemalloc`], which also wraps `mallctl` for the rest of the crate.
+//! - [`init`] runs inside jemalloc's own initialisation, at the first allocation or at
+//!   load, whichever comes first: it reads [`config`] (the `JVMALLOC_*` variables, through
+//!   [`env`], which reads nothing in secure-execution mode) with raw system calls only, and
+//!   answers jemalloc's read of its options with jvmalloc's; [`jemalloc`] wraps `mallctl`
+//!   for the rest of the crate.
 //! - [`scope`] decides which processes get the active parts (`JVMALLOC_PROCESSES`, by
 //!   default `java`); every other process that inherits `LD_PRELOAD` gets the allocator
 //!   alone. In a process in scope, [`init`] sets up [`threads`] and [`reporter`] at load
@@ -48,7 +47,6 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-mod boot;
 mod cgroup;
 mod clock;
 mod config;

@@ -6,8 +6,9 @@
 //!   finds only its own lines in its log, and no jvmalloc thread spins on closed
 //!   descriptors;
 //! - initialisation (`openalloc.c`, `threads.c`): a preloaded library that interposes
-//!   `open`/`fopen`/`readlink`... and allocates in them, in either preload order, with
-//!   `/bin/echo`, a threaded C program and Python: each runs normally;
+//!   `open`/`fopen`/`readlink`..., `clock_gettime`, `mmap` and `munmap` and allocates in
+//!   them, in either preload order, with `/bin/echo`, a threaded C program and Python: each
+//!   runs normally;
 //! - dump files (`dumper.c`): symlinks planted at every name the library may create never
 //!   redirect a dump (a 0600 victim file stays unchanged), dumps are 0600 whatever the
 //!   umask, a FIFO or `/dev/stdout` named by `JVMALLOC_STATS_FILE` is written to (never

@@ -1,0 +1,169 @@
+/* The C library functions jemalloc calls, where jvmalloc needs them to behave otherwise:
+ * routed here by `--wrap` (see `build.rs`), which redirects every call from the objects
+ * linked into the library (jemalloc's and jvmalloc's own, never another library's).
+ *
+ * 1. No interposer during jemalloc's initialisation. The library exports jemalloc's own
+ *    `malloc`, `calloc` and `free` (build.rs binds the names to them), so the first
+ *    allocation of the process, whoever makes it, initialises jemalloc. Until jemalloc can
+ *    serve a recursive allocation, one that comes back to `malloc` on the initialising
+ *    thread would wait for itself forever on jemalloc's initialisation lock. What
+ *    jemalloc's initialisation calls must therefore not reach another preloaded library
+ *    that allocates (fakeroot, proot and path rewriters interpose `readlink`; libfaketime
+ *    interposes `clock_gettime`; memory tracers interpose `mmap`). These go straight to the
+ *    kernel through `syscall`, as glibc's own malloc reaches the kernel through internal
+ *    calls no library can interpose:
+ *    - `readlink`: jemalloc reads its options from the link `/etc/_rjem_malloc.conf`. The
+ *      answer for that link is jvmalloc's option string (`jvmalloc_jemalloc_options`, in
+ *      `src/init.rs`, which loads jvmalloc's configuration at that moment) followed by the
+ *      link's own contents, so that jemalloc initialises with jvmalloc's options however
+ *      early the first allocation comes.
+ *    - `mmap`, `munmap`, `madvise`, `mprotect`;
+ *    - `clock_gettime`, which reads the vDSO's clock directly (see below).
+ *    The other functions jemalloc's initialisation calls are the C library's mutexes and
+ *    thread-specific keys, `sysconf`, `syscall` and string functions: an interposer of
+ *    those that allocates would deadlock any jemalloc (Debian's libjemalloc2 too), and
+ *    none is known.
+ *
+ * 2. `free` keeps `errno` (glibc promises it since 2.33). jemalloc's does not: a `free`
+ *    that ticks decay purges pages with `madvise(MADV_DONTNEED)`, which fails with `EINVAL`
+ *    on locked pages (a process that called `mlockall`, as Elasticsearch's
+ *    `bootstrap.memory_lock` does), and growing or trimming its metadata can call `mmap`,
+ *    `munmap`, `mprotect` or `sbrk`. Each wrapper here saves `errno`, makes the call and
+ *    restores it. The other functions jemalloc imports either cannot fail on a `free` path
+ *    (mutexes and condition variables return their errors, `clock_gettime` of a valid
+ *    clock), or jemalloc already saves `errno` around them (`process_madvise` through
+ *    `syscall`), or they run only at initialisation, for profile dumps or for background
+ *    threads, never inside `free`. With that, the exported `free` is jemalloc's own, and
+ *    keeps glibc's contract (`c_programs::free_keeps_errno_when_purging_locked_memory`
+ *    checks it).
+ *
+ *    Two paths remain where a `free` could still change `errno`, neither reached in normal
+ *    use: when `munmap` fails, jemalloc prints a message (its own formatting and a `write`
+ *    through `syscall`); and with `prof_gdump` or `lg_prof_interval` (refused in
+ *    JVMALLOC_JEMALLOC_CONF, but reachable through `_RJEM_MALLOC_CONF` or a `mallctl`),
+ *    freeing a sampled object can trigger a profile dump, which writes a file.
+ *
+ *    The price: a caller that wants to know why one of these failed finds the `errno`
+ *    from before the call. jemalloc reads it in one place only, the message it prints when
+ *    `munmap` fails (which then shows a stale error); jvmalloc's own callers do not.
+ *
+ * The wrappers are hidden symbols: the library exports none of them, so they cannot take
+ * the place of another library's own wrappers of the same names. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <elf.h>
+#include <fcntl.h>
+#include <link.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HIDDEN __attribute__((visibility("hidden")))
+
+void *__real_sbrk(intptr_t incr);
+/* In src/init.rs: writes jvmalloc's jemalloc options into `buf` (at most `cap` bytes),
+ * followed by a comma and the `len` bytes already there, and returns the new length. */
+HIDDEN size_t jvmalloc_jemalloc_options(char *buf, size_t len, size_t cap);
+
+/* A system call that leaves errno alone: -1 on failure, as the C library's would. */
+static long quiet_syscall(long nr, long a, long b, long c, long d, long e, long f) {
+    int saved = errno;
+    long r = syscall(nr, a, b, c, d, e, f);
+    errno = saved;
+    return r;
+}
+
+HIDDEN int __wrap_madvise(void *addr, size_t len, int advice) {
+    return (int)quiet_syscall(SYS_madvise, (long)addr, (long)len, advice, 0, 0, 0);
+}
+
+HIDDEN void *__wrap_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
+    return (void *)quiet_syscall(SYS_mmap, (long)addr, (long)len, prot, flags, fd, off);
+}
+
+HIDDEN int __wrap_munmap(void *addr, size_t len) {
+    return (int)quiet_syscall(SYS_munmap, (long)addr, (long)len, 0, 0, 0, 0);
+}
+
+HIDDEN int __wrap_mprotect(void *addr, size_t len, int prot) {
+    return (int)quiet_syscall(SYS_mprotect, (long)addr, (long)len, prot, 0, 0, 0);
+}
+
+/* sbrk keeps the break in the C library: it cannot be a raw call. jemalloc uses it only
+ * for `dss` (never by default), long after initialisation. */
+HIDDEN void *__wrap_sbrk(intptr_t incr) {
+    int e = errno;
+    void *r = __real_sbrk(incr);
+    errno = e;
+    return r;
+}
+
+/* The kernel's own clock_gettime in the vDSO (mapped into every process, read without a
+ * system call), found from the auxiliary vector by its dynamic symbol; 0 until looked up,
+ * 1 when there is none. */
+static uintptr_t vdso_clock;
+
+typedef int (*clock_fn)(clockid_t, struct timespec *);
+
+static clock_fn vdso_lookup(void) {
+    const char *base = (const char *)getauxval(AT_SYSINFO_EHDR);
+    if (!base) return 0;
+    const ElfW(Ehdr) *eh = (const ElfW(Ehdr) *)base;
+    const ElfW(Phdr) *ph = (const ElfW(Phdr) *)(base + eh->e_phoff);
+    const ElfW(Shdr) *sh = (const ElfW(Shdr) *)(base + eh->e_shoff);
+    uintptr_t bias = 0;
+    for (int i = 0; i < eh->e_phnum; i++)
+        if (ph[i].p_type == PT_LOAD) {
+            bias = (uintptr_t)base + ph[i].p_offset - ph[i].p_vaddr;
+            break;
+        }
+    for (int i = 0; i < eh->e_shnum; i++) {
+        if (sh[i].sh_type != SHT_DYNSYM) continue;
+        const ElfW(Sym) *sym = (const ElfW(Sym) *)(base + sh[i].sh_offset);
+        const char *names = base + sh[sh[i].sh_link].sh_offset;
+        size_t n = sh[i].sh_size / sizeof(ElfW(Sym));
+        for (size_t k = 0; k < n; k++) {
+            const char *name = names + sym[k].st_name;
+            if (sym[k].st_shndx != SHN_UNDEF && ELF64_ST_TYPE(sym[k].st_info) == STT_FUNC &&
+                (strcmp(name, "__vdso_clock_gettime") == 0 ||
+                 strcmp(name, "__kernel_clock_gettime") == 0))
+                return (clock_fn)(bias + sym[k].st_value);
+        }
+    }
+    return 0;
+}
+
+/* Never the C library's (which an interposer can take over, and jemalloc reads the clock
+ * inside its locks and while a thread's state is half set up): the vDSO's, or the system
+ * call where there is none. jemalloc reads the clock about once every 600 allocations
+ * (its thread caches' 10 ms collection gate), so it must not be a system call. */
+HIDDEN int __wrap_clock_gettime(clockid_t clock, struct timespec *ts) {
+    uintptr_t f = __atomic_load_n(&vdso_clock, __ATOMIC_RELAXED);
+    if (f == 0) {
+        clock_fn found = vdso_lookup();
+        f = found ? (uintptr_t)found : 1;
+        __atomic_store_n(&vdso_clock, f, __ATOMIC_RELAXED);
+    }
+    if (f != 1) {
+        int r = ((clock_fn)f)(clock, ts);
+        if (r == 0) return 0;
+        errno = -r;
+        return -1;
+    }
+    return (int)syscall(SYS_clock_gettime, clock, ts);
+}
+
+HIDDEN ssize_t __wrap_readlink(const char *path, char *buf, size_t size) {
+    long n = syscall(SYS_readlinkat, AT_FDCWD, path, buf, size);
+    if (strcmp(path, "/etc/_rjem_malloc.conf") != 0)
+        return n;
+    int e = errno;
+    size_t r = jvmalloc_jemalloc_options(buf, n < 0 ? 0 : (size_t)n, size);
+    errno = e;
+    return (ssize_t)r;
+}
