@@ -3,8 +3,9 @@
  * rest to another thread, which frees them. Then the threads idle and the program watches
  * RSS (every 50 ms) for up to WAIT_MS. Prints one line:
  *   burst: pre_mib P live_mib L peak_mib K returned_ms T rss_mib R target_mib G idle_rss_mib I
- * where T is when RSS first fell to G = P + L + 32 (or -1 if it did not within WAIT_MS) and
- * I the RSS at the end of the wait. Modes:
+ * where K is the peak RSS (VmHWM) up to the end of the burst, R the RSS right after it, T
+ * when RSS first fell to G = P + L + 32 (or -1 if it did not within WAIT_MS) and I the RSS
+ * at the end of the wait. Modes:
  *   burst wait WAIT_MS [TOTAL_MIB]   exit 1 unless RSS came back within WAIT_MS
  *   burst observe WAIT_MS [TOTAL_MIB] never fails (for benchmarks)
  *   burst trim [TOTAL_MIB]           malloc_trim(0) right after the burst must return 1
@@ -92,12 +93,12 @@ static int burst(const char *mode, long wait_ms, long total_mib) {
     pthread_t t[THREADS];
     for (int i = 0; i < THREADS; i++) pthread_create(&t[i], NULL, worker, (void *)(intptr_t)i);
     usleep(200000);
-    long pre = rss_bytes(), peak = pre;
+    long pre = rss_bytes();
     pthread_barrier_wait(&go);
     pthread_barrier_wait(&done);
     pthread_barrier_wait(&done);
     long after_burst = rss_bytes();
-    peak = after_burst > peak ? after_burst : peak;
+    long peak = peak_rss_kb() * 1024;
     long live = 0;
     for (int i = 0; i < THREADS; i++) live += kept_bytes[i];
     long target = pre + live + (32l << 20);

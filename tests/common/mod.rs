@@ -369,8 +369,19 @@ pub fn kill_group(pid: u32) {
         .status();
 }
 
-/// A fresh empty directory under the work dir.
+/// A fresh empty directory under the work dir, `NAME-PID`. It stays after the test (to be
+/// looked at when one fails); the ones of earlier runs, whose process is gone, go now.
 pub fn temp_dir(name: &str) -> PathBuf {
+    let prefix = format!("{name}-");
+    for e in std::fs::read_dir(work_dir()).into_iter().flatten().flatten() {
+        let file = e.file_name();
+        let Some(pid) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
     let d = work_dir().join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
