@@ -148,7 +148,8 @@ def main():
     if "glibc-trim" in allocs:
         parts.append("glibc-trim is glibc with a JVM flag; the C programs are the same under it as "
                      "under glibc, so it has no figures of its own there (n/a).\n")
-    parts.append(table("Burst and return|c-tests/burst.c; MiB", [
+    parts.append(table("Burst and return|c-tests/burst.c; peak: VmHWM up to the end of the burst; "
+                       "after burst: right after all but the kept 2 % were freed; MiB", [
         ("RSS at start", "burst", "pre_mib", 1, "{:.0f}"),
         ("peak RSS", "burst", "peak_mib", 1, "{:.0f}"),
         ("RSS after burst", "burst", "rss_mib", 1, "{:.0f}"),

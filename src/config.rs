@@ -1,7 +1,8 @@
 //! The `JVMALLOC_*` variables: parsing, defaults, ranges, and the jemalloc options they give.
 //!
-//! Read once, at jvmalloc's initialisation (the first allocation of the process or its
-//! constructor, whichever comes first), without allocating. A value that cannot be used is
+//! Read once, inside jemalloc's initialisation (the first allocation of the process or
+//! jvmalloc's constructor, whichever comes first; see [`crate::init`]), without allocating
+//! and with raw system calls only: jemalloc holds its initialisation lock meanwhile. A value that cannot be used is
 //! never fatal: one line on stderr names the variable, the value, and what is used instead.
 //! `docs/configuration.md` documents every variable listed in [`VARIABLES`].
 
@@ -43,7 +44,7 @@ pub const VARIABLES: &[&str] = &[
 pub const ARENAS_PER_CPU: u64 = 1;
 /// Upper bound of the default arena count (an explicit `JVMALLOC_ARENAS` may go higher).
 pub const ARENAS_DEFAULT_CAP: u64 = 8;
-/// Longest `JVMALLOC_JEMALLOC_CONF` accepted (jemalloc's option buffer is 1 KiB in all).
+/// Longest `JVMALLOC_JEMALLOC_CONF` accepted (jvmalloc's option string is 1 KiB in all).
 const RAW_CONF_MAX: usize = 768;
 
 /// Where the arena count came from.

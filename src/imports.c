@@ -17,12 +17,18 @@
  *      `src/init.rs`, which loads jvmalloc's configuration at that moment) followed by the
  *      link's own contents, so that jemalloc initialises with jvmalloc's options however
  *      early the first allocation comes.
- *    - `mmap`, `munmap`, `madvise`, `mprotect`;
+ *    - `mmap`, `munmap`, `madvise`, `mprotect`, and `sbrk(0)` (the current break);
  *    - `clock_gettime`, which reads the vDSO's clock directly (see below).
  *    The other functions jemalloc's initialisation calls are the C library's mutexes and
- *    thread-specific keys, `sysconf`, `syscall` and string functions: an interposer of
- *    those that allocates would deadlock any jemalloc (Debian's libjemalloc2 too), and
- *    none is known.
+ *    thread-specific keys, `sysconf`, `syscall`, `secure_getenv` (of `_RJEM_MALLOC_CONF`)
+ *    and string functions; `atexit` with the options `stats_print` or `prof_log`; and,
+ *    with profiling armed (jvmalloc's default in a process in scope), one
+ *    `_Unwind_Backtrace`, which finds frames with `_dl_find_object` (GCC 12's libgcc on
+ *    glibc 2.35 and later; older ones call `dl_iterate_phdr`). jemalloc cannot serve a
+ *    recursive allocation there either (it holds its initialisation lock again by then).
+ *    An interposer of those that allocates would deadlock any jemalloc (Debian's
+ *    libjemalloc2 too), and none is known. `pthread_atfork` and `sched_getaffinity` come
+ *    after jemalloc can serve recursive allocations.
  *
  * 2. `free` keeps `errno` (glibc promises it since 2.33). jemalloc's does not: a `free`
  *    that ticks decay purges pages with `madvise(MADV_DONTNEED)`, which fails with `EINVAL`
@@ -94,11 +100,12 @@ HIDDEN int __wrap_mprotect(void *addr, size_t len, int prot) {
     return (int)quiet_syscall(SYS_mprotect, (long)addr, (long)len, prot, 0, 0, 0);
 }
 
-/* sbrk keeps the break in the C library: it cannot be a raw call. jemalloc uses it only
- * for `dss` (never by default), long after initialisation. */
+/* jemalloc asks for the current break (`sbrk(0)`) while it initialises: that is the brk
+ * system call with 0, which cannot fail. Moving the break keeps it in the C library, so
+ * it cannot be a raw call; jemalloc does that only for `dss`, never by default. */
 HIDDEN void *__wrap_sbrk(intptr_t incr) {
     int e = errno;
-    void *r = __real_sbrk(incr);
+    void *r = incr == 0 ? (void *)syscall(SYS_brk, 0) : __real_sbrk(incr);
     errno = e;
     return r;
 }
@@ -111,9 +118,12 @@ static uintptr_t vdso_clock;
 typedef int (*clock_fn)(clockid_t, struct timespec *);
 
 static clock_fn vdso_lookup(void) {
+#if defined(__x86_64__) || defined(__aarch64__)
     const char *base = (const char *)getauxval(AT_SYSINFO_EHDR);
     if (!base) return 0;
     const ElfW(Ehdr) *eh = (const ElfW(Ehdr) *)base;
+    if (memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 || eh->e_shoff == 0 || eh->e_shnum == 0)
+        return 0;
     const ElfW(Phdr) *ph = (const ElfW(Phdr) *)(base + eh->e_phoff);
     const ElfW(Shdr) *sh = (const ElfW(Shdr) *)(base + eh->e_shoff);
     uintptr_t bias = 0;
@@ -136,6 +146,11 @@ static clock_fn vdso_lookup(void) {
         }
     }
     return 0;
+#else
+    /* Elsewhere the vDSO's calling conventions differ (error returns, function
+     * descriptors): the system call. */
+    return 0;
+#endif
 }
 
 /* Never the C library's (which an interposer can take over, and jemalloc reads the clock
@@ -158,11 +173,14 @@ HIDDEN int __wrap_clock_gettime(clockid_t clock, struct timespec *ts) {
     return (int)syscall(SYS_clock_gettime, clock, ts);
 }
 
+/* For jemalloc's option link, the answer is jvmalloc's options followed by the link's own
+ * contents, and errno is left as it was (the first allocation of the process must not
+ * leave the ENOENT of a missing link, or whatever loading the configuration met). */
 HIDDEN ssize_t __wrap_readlink(const char *path, char *buf, size_t size) {
-    long n = syscall(SYS_readlinkat, AT_FDCWD, path, buf, size);
-    if (strcmp(path, "/etc/_rjem_malloc.conf") != 0)
-        return n;
     int e = errno;
+    long n = syscall(SYS_readlinkat, AT_FDCWD, path, buf, size);
+    if (path == NULL || strcmp(path, "/etc/_rjem_malloc.conf") != 0)
+        return n;
     size_t r = jvmalloc_jemalloc_options(buf, n < 0 ? 0 : (size_t)n, size);
     errno = e;
     return (ssize_t)r;

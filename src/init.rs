@@ -65,20 +65,25 @@ extern "C" fn jemalloc_options(buf: *mut c_char, len: usize, cap: usize) -> usiz
     let cfg = load();
     let mut opts = [0u8; 1024];
     let opts = cfg.jemalloc_options(&mut opts);
-    // SAFETY: the wrapper passes jemalloc's buffer of `cap` bytes, of which `len` are the
-    // link's contents (len <= cap).
-    let buf = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), cap) };
     let link = len.min(cap);
     let keep = if link == 0 { 0 } else { link + 1 };
     if opts.len() + keep > cap {
-        say!("jemalloc's option link and jvmalloc's options exceed {cap} bytes: jvmalloc's are ignored");
+        if !crate::env::secure() {
+            say!("jemalloc's option link and jvmalloc's options exceed {cap} bytes: jvmalloc's are ignored");
+        }
         return link;
     }
-    if link > 0 {
-        buf.copy_within(..link, opts.len() + 1);
-        buf[opts.len()] = b',';
+    let buf = buf.cast::<u8>();
+    // SAFETY: the wrapper passes jemalloc's buffer of `cap` bytes, of which the first `link`
+    // are the link's contents; opts.len() + 1 + link <= cap was checked, so the moved
+    // contents, the comma and the options all stay inside it (the rest is not read).
+    unsafe {
+        if link > 0 {
+            core::ptr::copy(buf, buf.add(opts.len() + 1), link);
+            *buf.add(opts.len()) = b',';
+        }
+        core::ptr::copy_nonoverlapping(opts.as_ptr(), buf, opts.len());
     }
-    buf[..opts.len()].copy_from_slice(opts);
     opts.len() + keep
 }
 
@@ -91,12 +96,11 @@ core::arch::global_asm!(
     f = sym jemalloc_options,
 );
 
-/// Makes sure jemalloc has initialised, and so that jvmalloc's configuration is loaded.
+/// Makes sure jemalloc has initialised (waiting for another thread that is initialising
+/// it), and so that jvmalloc's configuration is loaded. A few instructions once it has.
 #[inline(always)]
 pub fn ensure() {
-    if STATE.load(Ordering::Acquire) != LOADED {
-        jemalloc::initialise();
-    }
+    jemalloc::initialise();
 }
 
 /// The effective configuration.
@@ -174,9 +178,9 @@ extern "C" fn on_load() {
     crate::reporter::start(cfg);
     check_malloc_binding();
     // Child handlers run in the order they were registered (POSIX). jemalloc registered its
-    // own when it initialised (at the latest in `config`, above), and its child handler re-creates
-    // the locks its prepare handler took: ours runs after it, so nothing of ours in the
-    // child can reach jemalloc before that.
+    // own when it initialised (at the latest in `config`, above, which waits for it), and
+    // its child handler re-creates the locks its prepare handler took: ours runs after it,
+    // so nothing of ours in the child can reach jemalloc before that.
     // SAFETY: a plain extern "C" handler; see above for the order.
     unsafe { libc::pthread_atfork(None, None, Some(after_fork_child)) };
 }
@@ -192,3 +196,31 @@ extern "C" fn after_fork_child() {
 #[used]
 #[link_section = ".init_array"]
 static ON_LOAD: extern "C" fn() = on_load;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn option_link_answer_is_jvmalloc_options_then_the_link() {
+        let mut own = [0u8; 1024];
+        let ours = load().jemalloc_options(&mut own).to_vec();
+        let mut buf = [0u8; 4096];
+        let at = |buf: &mut [u8; 4096], len| jemalloc_options(buf.as_mut_ptr().cast(), len, 4096);
+
+        buf[..9].copy_from_slice(b"narenas:7");
+        let n = at(&mut buf, 9);
+        assert_eq!(&buf[..n], [&ours[..], b",narenas:7"].concat());
+
+        let n = at(&mut buf, 0);
+        assert_eq!(&buf[..n], &ours[..], "no link: jvmalloc's options alone");
+
+        buf[..4000].fill(b'x');
+        let n = at(&mut buf, 4000);
+        assert_eq!(
+            &buf[..n],
+            &[b'x'; 4000][..],
+            "no room for both: the link alone"
+        );
+    }
+}

@@ -1,10 +1,11 @@
 //! Files and descriptors through raw system calls, with buffers on the stack.
 //!
-//! Used by code that runs before jvmalloc is initialised or on behalf of `malloc` (reading
-//! cgroup files, `/proc/self/*`, writing to stderr): nothing here allocates, takes a lock
-//! or touches stdio. The kernel is reached with `syscall(2)`, never through the C library's
-//! `open`/`read`/`write` symbols: another preloaded library may interpose those and
-//! allocate, which during initialisation would re-enter jvmalloc.
+//! Used by code that runs inside jemalloc's initialisation or on behalf of `malloc`
+//! (reading cgroup files, `/proc/self/*`, writing to stderr): nothing here allocates, takes
+//! a lock or touches stdio. The kernel is reached with `syscall(2)`, never through the C
+//! library's `open`/`read`/`write` symbols: another preloaded library may interpose those
+//! and allocate, which during initialisation would re-enter jemalloc, whose initialisation
+//! lock the thread holds.
 
 /// A NUL-terminated path of at most 511 bytes, built on the stack.
 pub struct Path {

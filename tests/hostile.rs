@@ -7,8 +7,8 @@
 //!   descriptors;
 //! - initialisation (`openalloc.c`, `threads.c`): a preloaded library that interposes
 //!   `open`/`fopen`/`readlink`..., `clock_gettime`, `mmap` and `munmap` and allocates in
-//!   them, in either preload order, with `/bin/echo`, a threaded C program and Python: each
-//!   runs normally;
+//!   them, in either preload order, in and out of scope, with `/bin/echo`, a threaded C
+//!   program and Python: each runs normally;
 //! - dump files (`dumper.c`): symlinks planted at every name the library may create never
 //!   redirect a dump (a 0600 victim file stays unchanged), dumps are 0600 whatever the
 //!   umask, a FIFO or `/dev/stdout` named by `JVMALLOC_STATS_FILE` is written to (never
@@ -169,20 +169,25 @@ fn next_to_interposer(prog: &OsStr, args: &[&str], want: &str, jvmalloc_first: b
     } else {
         preload_list(&[&inter, lib()])
     };
+    // In scope too: jvmalloc's active parts, and jemalloc's profiling armed (whose
+    // initialisation runs the unwinder once).
     for preload in [preload_list(&[&inter]), both] {
-        let out = run(prog)
-            .glibc()
-            .args(args)
-            .env("LD_PRELOAD", &preload)
-            .timeout(20)
-            .output();
-        let what = format!(
-            "{} with LD_PRELOAD={}",
-            prog.to_string_lossy(),
-            preload.to_string_lossy()
-        );
-        assert_passed(&what, &out);
-        assert_eq!(out.stdout, want, "{what}");
+        for processes in ["java", "*"] {
+            let out = run(prog)
+                .glibc()
+                .args(args)
+                .env("LD_PRELOAD", &preload)
+                .env("JVMALLOC_PROCESSES", processes)
+                .timeout(20)
+                .output();
+            let what = format!(
+                "{} with LD_PRELOAD={} JVMALLOC_PROCESSES={processes}",
+                prog.to_string_lossy(),
+                preload.to_string_lossy()
+            );
+            assert_passed(&what, &out);
+            assert_eq!(out.stdout, want, "{what}");
+        }
     }
 }
 

@@ -373,7 +373,11 @@ pub fn kill_group(pid: u32) {
 /// looked at when one fails); the ones of earlier runs, whose process is gone, go now.
 pub fn temp_dir(name: &str) -> PathBuf {
     let prefix = format!("{name}-");
-    for e in std::fs::read_dir(work_dir()).into_iter().flatten().flatten() {
+    for e in std::fs::read_dir(work_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let file = e.file_name();
         let Some(pid) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
             continue;
