@@ -7,7 +7,7 @@
 //! - some C library functions jemalloc calls are routed (`--wrap`) to wrappers compiled
 //!   from `src/imports.c` with hidden visibility, so that the library exports none of them.
 
-const WRAPPED: [&str; 7] = [
+const WRAPPED: [&str; 8] = [
     "madvise",
     "mmap",
     "munmap",
@@ -15,6 +15,7 @@ const WRAPPED: [&str; 7] = [
     "sbrk",
     "clock_gettime",
     "readlink",
+    "creat",
 ];
 
 const BOUND: [(&str, &str); 6] = [

@@ -53,6 +53,11 @@
  *    from before the call. jemalloc reads it in one place only, the message it prints when
  *    `munmap` fails (which then shows a stale error); jvmalloc's own callers do not.
  *
+ * 3. No descriptor without close-on-exec. jemalloc opens a heap profile's file with
+ *    `creat`, which has no `O_CLOEXEC`: a `fork` and `exec` by another thread during a
+ *    profile dump would hand the descriptor to the new program. The wrapper opens it
+ *    close-on-exec.
+ *
  * The wrappers are hidden symbols: the library exports none of them, so they cannot take
  * the place of another library's own wrappers of the same names. */
 #define _GNU_SOURCE
@@ -184,4 +189,8 @@ HIDDEN ssize_t __wrap_readlink(const char *path, char *buf, size_t size) {
     size_t r = jvmalloc_jemalloc_options(buf, n < 0 ? 0 : (size_t)n, size);
     errno = e;
     return (ssize_t)r;
+}
+
+HIDDEN int __wrap_creat(const char *path, mode_t mode) {
+    return (int)syscall(SYS_openat, AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, mode);
 }
