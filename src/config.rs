@@ -2,8 +2,9 @@
 //!
 //! Read once, inside jemalloc's initialisation (the first allocation of the process or
 //! jvmalloc's constructor, whichever comes first; see [`crate::init`]), without allocating
-//! and with raw system calls only: jemalloc holds its initialisation lock meanwhile. A value that cannot be used is
-//! never fatal: one line on stderr names the variable, the value, and what is used instead.
+//! and with raw system calls only: jemalloc holds its initialisation lock meanwhile. A
+//! value that cannot be used is never fatal: one line on stderr names the variable, the
+//! value, and what is used instead.
 //! `docs/configuration.md` documents every variable listed in [`VARIABLES`].
 
 use crate::diag::Line;

@@ -5,9 +5,9 @@
 //! jvmalloc's own constructor, [`on_load`]) initialises jemalloc. Early in that, jemalloc
 //! reads its options from the link `/etc/_rjem_malloc.conf`; the library routes that
 //! `readlink` (`src/imports.c`) to [`jemalloc_options`], which loads jvmalloc's
-//! configuration, raw system calls only, and answers with jvmalloc's options. Code that
-//! needs the configuration ([`config`], [`ensure`]) first makes sure jemalloc has
-//! initialised, which loads it. Another thread that arrives meanwhile waits in jemalloc,
+//! configuration, raw system calls only, and answers with jvmalloc's options. [`config`]
+//! first makes sure jemalloc has initialised, which loads it; every other call into
+//! jemalloc (`mallctl` included) initialises it, and so loads the configuration, by itself. Another thread that arrives meanwhile waits in jemalloc,
 //! on its initialisation lock. Nothing jemalloc calls until it can serve a recursive
 //! allocation reaches another preloaded library (`src/imports.c` says how), so nothing
 //! comes back to `malloc` on the initialising thread.
@@ -96,18 +96,12 @@ core::arch::global_asm!(
     f = sym jemalloc_options,
 );
 
-/// Makes sure jemalloc has initialised (waiting for another thread that is initialising
-/// it), and so that jvmalloc's configuration is loaded. A few instructions once it has.
-#[inline(always)]
-pub fn ensure() {
-    jemalloc::initialise();
-}
-
-/// The effective configuration.
+/// The effective configuration. Makes sure jemalloc has initialised first (waiting for
+/// another thread that is initialising it), which loads the configuration: jemalloc asked
+/// for its options meanwhile, so `load` returns at once; should a build of jemalloc not
+/// read its link, the configuration is loaded here all the same.
 pub fn config() -> &'static Config {
-    ensure();
-    // jemalloc asked for its options while initialising, so this returns at once; should a
-    // build of jemalloc not read its link, the configuration is loaded here all the same.
+    jemalloc::initialise();
     load()
 }
 

@@ -2,7 +2,6 @@
 //! written for `LD_PRELOAD=libjemalloc.so` (Flink's default) keep working.
 #![allow(clippy::missing_safety_doc)] // jemalloc's contracts; see its manual.
 
-use crate::init;
 use core::ffi::{c_char, c_int, c_void};
 use tikv_jemalloc_sys as je;
 
@@ -14,7 +13,6 @@ pub unsafe extern "C" fn mallctl(
     newp: *mut c_void,
     newlen: usize,
 ) -> c_int {
-    init::ensure();
     // SAFETY: arguments are forwarded unchanged under jemalloc's contract.
     unsafe { je::mallctl(name, oldp, oldlenp, newp, newlen) }
 }
@@ -25,7 +23,6 @@ pub unsafe extern "C" fn mallctlnametomib(
     mibp: *mut usize,
     miblenp: *mut usize,
 ) -> c_int {
-    init::ensure();
     // SAFETY: arguments are forwarded unchanged under jemalloc's contract.
     unsafe { je::mallctlnametomib(name, mibp, miblenp) }
 }
@@ -39,7 +36,6 @@ pub unsafe extern "C" fn mallctlbymib(
     newp: *mut c_void,
     newlen: usize,
 ) -> c_int {
-    init::ensure();
     // SAFETY: arguments are forwarded unchanged under jemalloc's contract.
     unsafe { je::mallctlbymib(mib, miblen, oldp, oldlenp, newp, newlen) }
 }
@@ -50,7 +46,6 @@ pub unsafe extern "C" fn malloc_stats_print(
     cbopaque: *mut c_void,
     opts: *const c_char,
 ) {
-    init::ensure();
     // SAFETY: arguments are forwarded unchanged under jemalloc's contract.
     unsafe { je::malloc_stats_print(write_cb, cbopaque, opts) }
 }

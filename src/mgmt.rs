@@ -50,7 +50,6 @@ pub struct Mallinfo {
 }
 
 fn info2() -> Mallinfo2 {
-    init::ensure();
     let t = Totals::read();
     Mallinfo2 {
         arena: t.resident as usize,
@@ -90,7 +89,6 @@ pub extern "C" fn mallinfo() -> Mallinfo {
 /// ignored (jemalloc keeps no top-of-heap to pad).
 #[no_mangle]
 pub extern "C" fn malloc_trim(_pad: usize) -> c_int {
-    init::ensure();
     let before = Totals::read();
     jemalloc::purge_all();
     let after = Totals::read();
@@ -107,7 +105,6 @@ pub extern "C" fn mallopt(_param: c_int, _value: c_int) -> c_int {
 /// Writes a short summary on stderr, one `jvmalloc:` line per figure.
 #[no_mangle]
 pub extern "C" fn malloc_stats() {
-    init::ensure();
     let t = Totals::read();
     let narenas = jemalloc::read::<u32>(c"arenas.narenas").unwrap_or(0);
     say!(
@@ -198,7 +195,6 @@ pub unsafe extern "C" fn malloc_info(options: c_int, stream: *mut libc::FILE) ->
     if options != 0 || stream.is_null() {
         return libc::EINVAL;
     }
-    init::ensure();
     match write_info(&mut CFile(stream)) {
         Ok(()) => 0,
         Err(_) => -1,

@@ -323,7 +323,6 @@ pub unsafe extern "C" fn pthread_create(
     let Some(real) = resolve_create() else {
         return libc::EAGAIN;
     };
-    crate::init::ensure();
     if !KEYED.load(Acquire) {
         // Out of scope: nothing to register.
         // SAFETY: the caller's arguments, unchanged.

@@ -169,25 +169,28 @@ fn next_to_interposer(prog: &OsStr, args: &[&str], want: &str, jvmalloc_first: b
     } else {
         preload_list(&[&inter, lib()])
     };
-    // In scope too: jvmalloc's active parts, and jemalloc's profiling armed (whose
-    // initialisation runs the unwinder once).
-    for preload in [preload_list(&[&inter]), both] {
-        for processes in ["java", "*"] {
-            let out = run(prog)
-                .glibc()
-                .args(args)
-                .env("LD_PRELOAD", &preload)
-                .env("JVMALLOC_PROCESSES", processes)
-                .timeout(20)
-                .output();
-            let what = format!(
-                "{} with LD_PRELOAD={} JVMALLOC_PROCESSES={processes}",
-                prog.to_string_lossy(),
-                preload.to_string_lossy()
-            );
-            assert_passed(&what, &out);
-            assert_eq!(out.stdout, want, "{what}");
-        }
+    // Next to jvmalloc, in scope too: jvmalloc's active parts, and jemalloc's profiling
+    // armed (whose initialisation runs the unwinder once).
+    let runs = [
+        (preload_list(&[&inter]), "java"),
+        (both.clone(), "java"),
+        (both, "*"),
+    ];
+    for (preload, processes) in runs {
+        let out = run(prog)
+            .glibc()
+            .args(args)
+            .env("LD_PRELOAD", &preload)
+            .env("JVMALLOC_PROCESSES", processes)
+            .timeout(20)
+            .output();
+        let what = format!(
+            "{} with LD_PRELOAD={} JVMALLOC_PROCESSES={processes}",
+            prog.to_string_lossy(),
+            preload.to_string_lossy()
+        );
+        assert_passed(&what, &out);
+        assert_eq!(out.stdout, want, "{what}");
     }
 }
 
